@@ -1,0 +1,3 @@
+from scaling.cli import app
+
+app()

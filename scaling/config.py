@@ -1,0 +1,165 @@
+"""Configuration models (pydantic) and TOML loading.
+
+Every config rejects unknown keys, and every impossible combination raises a
+``pydantic.ValidationError`` whose message names the field. The CLI turns such an
+error into one line (``ConfigError``) naming the file as well.
+
+This module imports no torch: the counting and planning code use ``ModelConfig``
+without building a model.
+"""
+
+from __future__ import annotations
+
+import math
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+Activation = Literal["relu", "gelu", "swiglu"]
+Norm = Literal["layernorm", "rmsnorm"]
+Position = Literal["rope", "sinusoidal", "learned", "none"]
+
+
+class ConfigError(ValueError):
+    """A bad input, already phrased as one line for the user (file, field, what is allowed)."""
+
+
+def round_up(value: float, multiple: int) -> int:
+    return int(multiple * math.ceil(value / multiple))
+
+
+class ModelConfig(BaseModel):
+    """A decoder-only transformer, dense or Mixture-of-Experts.
+
+    Size fields: ``d_model``, ``n_layers``, ``n_heads`` (and ``n_kv_heads``, ``d_ff``).
+    Everything else is architecture. ``d_ff`` defaults to 4·d_model for ReLU/GELU and to
+    the parameter-parity width 8·d_model/3 for SwiGLU, rounded up to ``d_ff_multiple``.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    vocab_size: int = Field(50304, ge=2)
+    d_model: int = Field(256, ge=1)
+    n_layers: int = Field(4, ge=1)
+    n_heads: int = Field(4, ge=1)
+    n_kv_heads: int | None = Field(None, ge=1, description="None = n_heads (MHA); 1 = MQA")
+    d_ff: int | None = Field(None, ge=1, description="None = parity default (see class doc)")
+    d_ff_multiple: int = Field(64, ge=1)
+    activation: Activation = "gelu"
+    norm: Norm = "layernorm"
+    norm_eps: float = Field(1e-5, gt=0)
+    position: Position = "rope"
+    rope_theta: float = Field(10000.0, gt=0)
+    max_seq_len: int = Field(1024, ge=1)
+    qk_norm: bool = False
+    bias: bool = False
+    tie_embeddings: bool = True
+    dropout: float = Field(0.0, ge=0, lt=1, description="residual dropout")
+    attn_dropout: float = Field(0.0, ge=0, lt=1)
+    embed_dropout: float = Field(0.0, ge=0, lt=1)
+    init_std: float = Field(0.02, gt=0)
+    scaled_residual_init: bool = Field(
+        True, description="GPT-2: std/sqrt(2·n_layers) on out-projections"
+    )
+
+    # Mixture-of-Experts (n_experts = 0: dense)
+    n_experts: int = Field(0, ge=0)
+    top_k: int = Field(2, ge=1)
+    moe_every: int = Field(1, ge=1, description="layer i is MoE when (i+1) % moe_every == 0")
+    granularity: int = Field(1, ge=1, description="expert d_ff = d_ff / granularity")
+    n_shared_experts: int = Field(0, ge=0)
+    aux_loss_coef: float = Field(0.01, ge=0)
+    z_loss_coef: float = Field(1e-3, ge=0)
+    router_bias_rate: float = Field(0.0, ge=0, description="aux-loss-free balancing; 0 = off")
+
+    @model_validator(mode="after")
+    def _check_shapes(self) -> ModelConfig:
+        if self.d_model % self.n_heads:
+            raise ValueError(
+                f"d_model ({self.d_model}) must be divisible by n_heads ({self.n_heads})"
+            )
+        if self.kv_heads > self.n_heads or self.n_heads % self.kv_heads:
+            raise ValueError(f"n_kv_heads ({self.kv_heads}) must divide n_heads ({self.n_heads})")
+        if self.position == "rope" and self.head_dim % 2:
+            raise ValueError(f"position = 'rope' needs an even head_dim, got {self.head_dim}")
+        if self.n_experts:
+            if self.top_k > self.n_experts:
+                raise ValueError(
+                    f"top_k ({self.top_k}) must be at most n_experts ({self.n_experts})"
+                )
+            if self.moe_every > self.n_layers:
+                raise ValueError(
+                    f"moe_every ({self.moe_every}) exceeds n_layers ({self.n_layers}): no MoE layer"
+                )
+            if self.ff_dim % self.granularity:
+                raise ValueError(
+                    f"granularity ({self.granularity}) must divide d_ff ({self.ff_dim})"
+                )
+        elif self.n_shared_experts or self.router_bias_rate:
+            raise ValueError("n_shared_experts and router_bias_rate need n_experts > 0")
+        return self
+
+    @property
+    def kv_heads(self) -> int:
+        return self.n_kv_heads or self.n_heads
+
+    @property
+    def head_dim(self) -> int:
+        return self.d_model // self.n_heads
+
+    @property
+    def ff_dim(self) -> int:
+        """The dense feed-forward width (the resolved ``d_ff``)."""
+        if self.d_ff is not None:
+            return self.d_ff
+        width = 8 * self.d_model / 3 if self.activation == "swiglu" else 4 * self.d_model
+        return round_up(width, self.d_ff_multiple)
+
+    @property
+    def expert_dim(self) -> int:
+        return self.ff_dim // self.granularity
+
+    def is_moe_layer(self, layer: int) -> bool:
+        return self.n_experts > 0 and (layer + 1) % self.moe_every == 0
+
+    @property
+    def n_moe_layers(self) -> int:
+        return sum(self.is_moe_layer(i) for i in range(self.n_layers))
+
+
+def describe_validation_error(err: ValidationError, source: str | Path) -> str:
+    """One line: ``source: field: message`` for the first error (and a count of the rest)."""
+    first = err.errors()[0]
+    field = ".".join(str(p) for p in first["loc"])
+    message = first["msg"].removeprefix("Value error, ")
+    if first["type"] == "extra_forbidden":
+        message = "unknown key"
+    elif first["type"] == "literal_error":
+        message = f"got {first['input']!r}; " + message
+    rest = len(err.errors()) - 1
+    more = f" (and {rest} more)" if rest else ""
+    # A cross-field check has no location; its message names the fields itself.
+    return f"{source}: {field + ': ' if field else ''}{message}{more}"
+
+
+def read_toml(path: str | Path) -> dict[str, Any]:
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: no such file")
+    try:
+        return tomllib.loads(path.read_text())
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as err:
+        raise ConfigError(f"{path}: not valid TOML: {err}") from None
+
+
+def load_model_config(path: str | Path) -> ModelConfig:
+    """A ``ModelConfig`` from a TOML file: top-level keys, or a ``[model]`` table."""
+    raw = read_toml(path)
+    fields = raw.get("model", raw)
+    try:
+        return ModelConfig.model_validate(fields)
+    except ValidationError as err:
+        prefix = f"{path}: [model]" if "model" in raw else str(path)
+        raise ConfigError(describe_validation_error(err, prefix)) from None

@@ -1,0 +1,7 @@
+"""Decoder-only transformers, dense and Mixture-of-Experts, built from one ``ModelConfig``."""
+
+from scaling.config import ModelConfig
+from scaling.model.moe import MoE
+from scaling.model.transformer import ModelOutput, Transformer
+
+__all__ = ["ModelConfig", "ModelOutput", "MoE", "Transformer"]

@@ -1,0 +1,132 @@
+"""The decoder-only transformer, top to bottom: embed, blocks, norm, logits, loss."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from scaling.config import ModelConfig
+from scaling.model.attention import Attention
+from scaling.model.layers import MLP, make_norm, rope_cos_sin, sinusoidal_positions
+from scaling.model.moe import MoE, RoutingStats
+
+
+@dataclass
+class ModelOutput:
+    logits: torch.Tensor
+    loss: torch.Tensor | None = None  # ce_loss + aux_loss_coef·aux_loss + z_loss_coef·z_loss
+    ce_loss: torch.Tensor | None = None
+    aux_loss: torch.Tensor | None = None  # mean over MoE layers; None for a dense model
+    z_loss: torch.Tensor | None = None
+    expert_load: torch.Tensor | None = None  # (n_moe_layers, n_experts) token fractions
+
+
+class Block(nn.Module):
+    """Pre-norm residual block: x + attn(norm(x)), then x + ffn(norm(x))."""
+
+    def __init__(self, cfg: ModelConfig, layer: int):
+        super().__init__()
+        self.attn_norm = make_norm(cfg, cfg.d_model)
+        self.attn = Attention(cfg)
+        self.ffn_norm = make_norm(cfg, cfg.d_model)
+        self.ffn = MoE(cfg) if cfg.is_moe_layer(layer) else MLP(cfg, cfg.ff_dim)
+
+    def forward(
+        self, x: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor] | None
+    ) -> tuple[torch.Tensor, RoutingStats | None]:
+        x = x + self.attn(self.attn_norm(x), rope)
+        if isinstance(self.ffn, MoE):
+            y, stats = self.ffn(self.ffn_norm(x))
+            return x + y, stats
+        return x + self.ffn(self.ffn_norm(x)), None
+
+
+class Transformer(nn.Module):
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.tok_emb = nn.Embedding(cfg.vocab_size, cfg.d_model)
+        self.pos_emb = (
+            nn.Embedding(cfg.max_seq_len, cfg.d_model) if cfg.position == "learned" else None
+        )
+        self.emb_dropout = nn.Dropout(cfg.embed_dropout)
+        self.blocks = nn.ModuleList(Block(cfg, i) for i in range(cfg.n_layers))
+        self.norm = make_norm(cfg, cfg.d_model)
+        self.lm_head = nn.Linear(cfg.d_model, cfg.vocab_size, bias=False)
+        if cfg.tie_embeddings:
+            self.lm_head.weight = self.tok_emb.weight
+        self.reset_parameters()
+
+    @torch.no_grad()
+    def reset_parameters(self) -> None:
+        """Normal(0, init_std) weights, zero biases, unit norms; output projections of each
+        residual branch get std / sqrt(2·n_layers) (GPT-2), so the residual stream's
+        variance does not grow with depth."""
+        std = self.cfg.init_std
+        resid_std = std / math.sqrt(2 * self.cfg.n_layers) if self.cfg.scaled_residual_init else std
+        for name, module in self.named_modules():
+            if isinstance(module, nn.Linear | nn.Embedding):
+                is_resid = name.endswith(("attn.out", "w_down"))
+                nn.init.normal_(module.weight, mean=0.0, std=resid_std if is_resid else std)
+                if getattr(module, "bias", None) is not None:
+                    nn.init.zeros_(module.bias)
+            elif isinstance(module, nn.LayerNorm | nn.RMSNorm):
+                nn.init.ones_(module.weight)
+                if getattr(module, "bias", None) is not None:
+                    nn.init.zeros_(module.bias)
+            elif isinstance(module, MoE):
+                module.reset_parameters()
+
+    def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None) -> ModelOutput:
+        """``idx`` and ``targets``: (batch, seq) token ids; targets of -1 are ignored."""
+        cfg = self.cfg
+        T = idx.shape[1]
+        if T > cfg.max_seq_len:
+            raise ValueError(f"sequence length {T} exceeds max_seq_len ({cfg.max_seq_len})")
+        x = self.tok_emb(idx)
+        if cfg.position == "learned":
+            x = x + self.pos_emb(torch.arange(T, device=idx.device))
+        elif cfg.position == "sinusoidal":
+            x = x + sinusoidal_positions(T, cfg.d_model, idx.device).to(x.dtype)
+        rope = (
+            rope_cos_sin(T, cfg.head_dim, cfg.rope_theta, idx.device)
+            if cfg.position == "rope"
+            else None
+        )
+        x = self.emb_dropout(x)
+
+        routing = []
+        for block in self.blocks:
+            x, stats = block(x, rope)
+            if stats is not None:
+                routing.append(stats)
+        logits = self.lm_head(self.norm(x))
+
+        out = ModelOutput(logits=logits)
+        if routing:
+            out.aux_loss = torch.stack([s.aux_loss for s in routing]).mean()
+            out.z_loss = torch.stack([s.z_loss for s in routing]).mean()
+            out.expert_load = torch.stack([s.load for s in routing])
+        if targets is not None:
+            out.ce_loss = F.cross_entropy(
+                logits.float().view(-1, logits.shape[-1]), targets.reshape(-1), ignore_index=-1
+            )
+            out.loss = out.ce_loss
+            if routing:
+                out.loss = (
+                    out.loss + cfg.aux_loss_coef * out.aux_loss + cfg.z_loss_coef * out.z_loss
+                )
+        return out
+
+    def moe_layers(self) -> list[MoE]:
+        return [m for m in self.modules() if isinstance(m, MoE)]
+
+    def update_router_biases(self) -> None:
+        """After an optimizer step: aux-loss-free balancing from the load since the last call."""
+        for moe in self.moe_layers():
+            if moe.bias_rate:
+                moe.update_bias()

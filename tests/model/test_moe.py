@@ -1,0 +1,143 @@
+import pytest
+import torch
+
+from scaling.model import ModelConfig, MoE, Transformer
+from scaling.model.layers import MLP
+
+BASE = dict(vocab_size=64, d_model=32, n_layers=2, n_heads=4, max_seq_len=32, d_ff=64)
+
+
+@pytest.mark.parametrize("activation", ["relu", "gelu", "swiglu"])
+def test_one_expert_top1_equals_dense_mlp(activation):
+    torch.manual_seed(0)
+    cfg = ModelConfig(**BASE, activation=activation, n_experts=1, top_k=1)
+    moe, mlp = MoE(cfg), MLP(cfg, cfg.ff_dim)
+    with torch.no_grad():
+        if activation == "swiglu":
+            moe.w_in[0].copy_(torch.cat([mlp.w_gate.weight.T, mlp.w_up.weight.T], dim=1))
+        else:
+            moe.w_in[0].copy_(mlp.w_up.weight.T)
+        moe.w_out[0].copy_(mlp.w_down.weight.T)
+    x = torch.randn(3, 10, 32)
+    out, stats = moe(x)
+    torch.testing.assert_close(out, mlp(x), rtol=1e-5, atol=1e-6)
+    assert stats.load.tolist() == [1.0]
+
+
+def test_every_token_reaches_exactly_top_k_experts():
+    torch.manual_seed(0)
+    cfg = ModelConfig(**BASE, n_experts=8, top_k=3)
+    moe = MoE(cfg)
+    seen = []
+    original = moe._experts
+
+    def spy(xs, counts):
+        seen.append((xs.detach().clone(), counts.clone()))
+        return original(xs, counts)
+
+    moe._experts = spy
+    x = torch.randn(2, 5, 32)
+    moe(x)
+    xs, counts = seen[0]
+    assert counts.sum().item() == 10 * 3
+    # every token appears once in each of 3 distinct expert groups
+    flat = x.reshape(10, 32)
+    bounds = torch.cat([torch.zeros(1, dtype=torch.long), counts.cumsum(0)])
+    experts_of = {t: set() for t in range(10)}
+    for e in range(8):
+        for row in xs[bounds[e] : bounds[e + 1]]:
+            t = int((flat - row).abs().sum(1).argmin())
+            assert e not in experts_of[t]
+            experts_of[t].add(e)
+    assert all(len(s) == 3 for s in experts_of.values())
+
+
+def test_aux_loss_is_one_under_uniform_routing():
+    cfg = ModelConfig(**BASE, n_experts=4, top_k=1)
+    moe = MoE(cfg)
+    # A router with tiny weights: probabilities are uniform to 1e-6, yet token t still
+    # prefers expert t, so the assignment is perfectly balanced too (f_i = P_i = 1/4).
+    with torch.no_grad():
+        moe.router.weight.zero_()
+        moe.router.weight[:, 0] = torch.tensor([1.0, -1.0, 0.0, 0.0]) * 1e-6
+        moe.router.weight[:, 1] = torch.tensor([0.0, 0.0, 1.0, -1.0]) * 1e-6
+    x = torch.zeros(1, 4, 32)
+    x[0, 0, 0], x[0, 1, 0], x[0, 2, 1], x[0, 3, 1] = 1, -1, 1, -1
+    _, stats = moe(x)
+    assert stats.load.tolist() == [0.25, 0.25, 0.25, 0.25]
+    assert stats.aux_loss.item() == pytest.approx(1.0, abs=1e-5)
+    # and it grows towards n_experts when routing collapses onto one expert
+    with torch.no_grad():
+        moe.router.weight.zero_()
+        moe.router.weight[0, 0] = 10.0
+    _, collapsed = moe(torch.ones(1, 4, 32))
+    assert collapsed.aux_loss.item() > 3.0
+
+
+def test_router_gets_gradients_and_losses_are_exposed():
+    torch.manual_seed(0)
+    cfg = ModelConfig(**BASE, n_experts=4, top_k=2, moe_every=2)
+    model = Transformer(cfg)
+    idx = torch.randint(0, 64, (2, 16))
+    out = model(idx, torch.randint(0, 64, (2, 16)))
+    assert out.expert_load.shape == (1, 4)
+    assert out.expert_load.sum().item() == pytest.approx(1.0)
+    expected = out.ce_loss + cfg.aux_loss_coef * out.aux_loss + cfg.z_loss_coef * out.z_loss
+    torch.testing.assert_close(out.loss, expected)
+    out.loss.backward()
+    router = model.blocks[1].ffn.router.weight
+    assert router.grad is not None and router.grad.abs().sum() > 0
+    assert model.blocks[1].ffn.w_in.grad.abs().sum() > 0
+
+
+def test_outputs_do_not_depend_on_batch_order():
+    torch.manual_seed(0)
+    model = Transformer(ModelConfig(**BASE, n_experts=4, top_k=2)).eval()
+    idx = torch.randint(0, 64, (4, 16))
+    perm = torch.tensor([2, 0, 3, 1])
+    torch.testing.assert_close(
+        model(idx).logits[perm], model(idx[perm]).logits, rtol=1e-5, atol=1e-5
+    )
+
+
+@pytest.mark.skipif(not hasattr(torch, "_grouped_mm"), reason="torch without _grouped_mm")
+def test_grouped_mm_equals_loop():
+    torch.manual_seed(0)
+    cfg = ModelConfig(**BASE, n_experts=4, top_k=2, activation="swiglu")
+    moe = MoE(cfg)
+    x = torch.randn(2, 16, 32, requires_grad=True)
+    results = []
+    for impl in ["loop", "grouped_mm"]:
+        moe.expert_impl = impl
+        moe.zero_grad()
+        x.grad = None
+        out, _ = moe(x)
+        out.pow(2).sum().backward()
+        results.append((out.detach(), x.grad.clone(), moe.w_in.grad.clone()))
+    for a, b in zip(*results, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+
+
+def test_aux_loss_free_bias_moves_load_towards_balance():
+    torch.manual_seed(0)
+    cfg = ModelConfig(**BASE, n_experts=4, top_k=1, router_bias_rate=0.01, aux_loss_coef=0.0)
+    model = Transformer(cfg)
+    moe = model.moe_layers()[0]
+    with torch.no_grad():
+        moe.router.weight[0] += 0.02  # a router skewed towards expert 0
+    moe.train()
+    x = torch.rand(4, 64, 32)
+    _, before = moe(x)
+    model.update_router_biases()
+    loads = []
+    for _ in range(60):
+        _, stats = moe(x)
+        model.update_router_biases()
+        loads.append(stats.load)
+    settled = torch.stack(loads[-20:]).mean(0)
+    assert before.load.max() > 0.8
+    assert settled.max() < 0.4
+    assert moe.expert_bias[0] < 0
+    assert any(key.endswith("expert_bias") for key in model.state_dict())
+    # the bias steers the choice only: weights still come from the router's probabilities
+    assert moe.router.weight.requires_grad and not moe.expert_bias.requires_grad
