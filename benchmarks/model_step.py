@@ -118,16 +118,20 @@ def main() -> None:
         "scaling dense": flops_per_token(dense_cfg, args.seq_len, "exact"),
         "scaling MoE 8x top-2": flops_per_token(moe_cfg, args.seq_len, "exact"),
     }
-    print(f"machine: {platform.machine()} {platform.processor() or ''}, device {device}, "
-          f"torch {torch.__version__}, threads {torch.get_num_threads()}")
+    print(
+        f"machine: {platform.machine()} {platform.processor() or ''}, device {device}, "
+        f"torch {torch.__version__}, threads {torch.get_num_threads()}"
+    )
     print(f"batch {args.batch} x seq {args.seq_len}, {args.steps} timed rounds (median)\n")
     print("| model | params (total / active) | tokens/s | GFLOP/s (exact) |")
     print("|---|---|---|---|")
     for name, model_rate in rate.items():
         cfg = moe_cfg if "MoE" in name else dense_cfg
         counted = count_params(cfg)
-        print(f"| {name} | {counted.total / 1e6:.2f}M / {counted.active / 1e6:.2f}M "
-              f"| {model_rate:,.0f} | {model_rate * flops[name] / 1e9:.1f} |")
+        print(
+            f"| {name} | {counted.total / 1e6:.2f}M / {counted.active / 1e6:.2f}M "
+            f"| {model_rate:,.0f} | {model_rate * flops[name] / 1e9:.1f} |"
+        )
     dense_ratio = rate["scaling dense"] / rate["plain reference"]
     moe_ratio = (rate["scaling MoE 8x top-2"] * flops["scaling MoE 8x top-2"]) / (
         rate["scaling dense"] * flops["scaling dense"]
