@@ -32,11 +32,11 @@ def _version_callback(value: bool) -> None:
 @app.callback()
 def main(
     version: Annotated[
-        bool,
+        bool | None,
         typer.Option(
             "--version", callback=_version_callback, is_eager=True, help="Print the version."
         ),
-    ] = False,
+    ] = None,
 ) -> None:
     """Plan, train and fit scaling-law experiments for language models."""
 
