@@ -60,6 +60,18 @@ def _parse_override(item: str) -> tuple[str, object]:
     return key.strip(), parsed
 
 
+def _load_config(cls, section: str, path: Path | None, overrides: list[str] | None):
+    """``[section]`` of a TOML file (see ``load_section``) with ``--set KEY=VALUE`` overrides;
+    bad input exits 2 with one line."""
+    from scaling.config import ConfigError, load_section
+
+    parsed = dict(_parse_override(item) for item in overrides or [])
+    try:
+        return load_section(cls, path, section, parsed)
+    except ConfigError as err:
+        raise fail(str(err)) from None
+
+
 @app.command()
 def count(
     config: Annotated[
@@ -80,24 +92,10 @@ def count(
 
     Example: scaling count --set d_model=512 --set n_layers=8 --set n_heads=8 --budget 1e18
     """
-    from pydantic import ValidationError
-
-    from scaling.config import ConfigError, ModelConfig, describe_validation_error, read_toml
+    from scaling.config import ModelConfig
     from scaling.counting import FLOP_METHODS, count_params, flops_per_token
 
-    fields: dict[str, object] = {}
-    source = "--set"
-    try:
-        if config is not None:
-            raw = read_toml(config)
-            fields.update(raw.get("model", raw))
-            source = str(config)
-        fields.update(_parse_override(item) for item in set_ or [])
-        cfg = ModelConfig.model_validate(fields)
-    except ConfigError as err:
-        raise fail(str(err)) from None
-    except ValidationError as err:
-        raise fail(describe_validation_error(err, source)) from None
+    cfg = _load_config(ModelConfig, "model", config, set_)
     if seq_len < 1 or seq_len > cfg.max_seq_len:
         raise fail(f"--seq-len {seq_len}: must be between 1 and max_seq_len ({cfg.max_seq_len})")
     if budget is not None and budget <= 0:
@@ -140,6 +138,99 @@ def count(
     console = Console()
     console.print(table)
     console.print(flop_table)
+
+
+data_app = typer.Typer(
+    help="Prepare tokenized data (once per corpus and tokenizer) and list the cache.",
+    no_args_is_help=True,
+)
+app.add_typer(data_app, name="data")
+
+ConfigArg = Annotated[
+    Path | None,
+    typer.Argument(help="A TOML with a [data] table (a sweep spec works), or data keys alone."),
+]
+SetOption = Annotated[
+    list[str] | None,
+    typer.Option("--set", "-s", help="Override a field, KEY=VALUE (repeatable)."),
+]
+JsonOption = Annotated[bool, typer.Option("--json", help="One JSON object on stdout.")]
+
+
+@data_app.command("prepare")
+def data_prepare(config: ConfigArg = None, set_: SetOption = None, as_json: JsonOption = False):
+    """Tokenize a corpus into train.bin / val.bin in the cache ($SCALING_CACHE, default
+    ~/.cache/scaling); reuse the cache entry when it exists.
+
+    Example: scaling data prepare --set source=builtin:python-stdlib --set vocab_size=4096
+    """
+    from scaling.config import ConfigError, DataConfig
+    from scaling.data import prepare_data
+
+    cfg = _load_config(DataConfig, "data", config, set_)
+    try:
+        prepared = prepare_data(cfg, progress=not as_json)
+    except ConfigError as err:
+        raise fail(str(err)) from None
+    meta = prepared.meta
+    if as_json:
+        typer.echo(json.dumps({"path": str(prepared.path), "reused": prepared.reused, **meta}))
+        return
+    verb = "reused" if prepared.reused else "prepared"
+    typer.echo(f"{verb} {prepared.path}")
+    _print_cache_table([prepared])
+    if meta["replaced_chars"]:
+        typer.echo(
+            f"note: {meta['replaced_chars']} undecodable bytes were replaced (U+FFFD) in "
+            f"{len(meta['files_with_replacements'])} file(s), e.g. "
+            f"{meta['files_with_replacements'][0]}"
+        )
+
+
+@data_app.command("info")
+def data_info(as_json: JsonOption = False):
+    """List the prepared data in the cache."""
+    from scaling.data import cache_dir, list_cache
+
+    entries = list_cache()
+    if as_json:
+        typer.echo(json.dumps([{"path": str(e.path), **e.meta} for e in entries]))
+        return
+    if not entries:
+        typer.echo(f"no prepared data in {cache_dir() / 'data'}")
+        return
+    _print_cache_table(entries)
+
+
+def _print_cache_table(entries) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table()
+    for column in (
+        "key",
+        "source",
+        "tokenizer",
+        "vocab",
+        "train tokens",
+        "val tokens",
+        "tokens/byte",
+    ):
+        table.add_column(
+            column, justify="right" if "tok" in column or column == "vocab" else "left"
+        )
+    for entry in entries:
+        meta = entry.meta
+        table.add_row(
+            meta["key"],
+            meta["source"],
+            meta["tokenizer"]["kind"],
+            str(meta["vocab_size"]),
+            f"{meta['train']['tokens']:,}",
+            f"{meta['val']['tokens']:,}",
+            f"{meta['tokens_per_byte']:.3f}",
+        )
+    Console().print(table)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -154,12 +154,65 @@ def read_toml(path: str | Path) -> dict[str, Any]:
         raise ConfigError(f"{path}: not valid TOML: {err}") from None
 
 
+def load_section(
+    cls: type[BaseModel],
+    path: str | Path | None,
+    section: str,
+    overrides: dict[str, Any] | None = None,
+    overrides_source: str = "--set",
+) -> Any:
+    """A config of type ``cls`` from the ``[section]`` table of a TOML file, or from its top
+    level when the file has no tables at all; ``overrides`` win. Raises ``ConfigError``."""
+    fields: dict[str, Any] = {}
+    source = overrides_source
+    if path is not None:
+        raw = read_toml(path)
+        if section in raw:
+            fields.update(raw[section])
+            source = f"{path}: [{section}]"
+        elif not any(isinstance(value, dict) for value in raw.values()):
+            fields.update(raw)
+            source = str(path)
+    fields.update(overrides or {})
+    try:
+        return cls.model_validate(fields)
+    except ValidationError as err:
+        raise ConfigError(describe_validation_error(err, source)) from None
+
+
 def load_model_config(path: str | Path) -> ModelConfig:
     """A ``ModelConfig`` from a TOML file: top-level keys, or a ``[model]`` table."""
-    raw = read_toml(path)
-    fields = raw.get("model", raw)
-    try:
-        return ModelConfig.model_validate(fields)
-    except ValidationError as err:
-        prefix = f"{path}: [model]" if "model" in raw else str(path)
-        raise ConfigError(describe_validation_error(err, prefix)) from None
+    return load_section(ModelConfig, path, "model")
+
+
+class DataConfig(BaseModel):
+    """Where the text comes from, how it is split, and how it is tokenized.
+
+    ``source``: ``builtin:python-stdlib`` (the running interpreter's standard library, no
+    download), a file, a directory (searched recursively), a glob, or ``hf:NAME[:split]``.
+    Files: plain text (each file one document), ``.jsonl`` (each line one document, text in
+    ``text_field``) and ``.parquet`` (each row one document, column ``text_field``).
+    ``tokenizer``: ``bpe`` (byte-level BPE trained here on the training split, ``vocab_size``
+    tokens), ``bytes`` (the 256 byte values; NUL ends a document) or a path to a
+    ``tokenizer.json``.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    source: str = "builtin:python-stdlib"
+    include_tests: bool = Field(False, description="builtin:python-stdlib: add its test folders")
+    text_field: str = "text"
+    extensions: tuple[str, ...] = (".txt", ".md", ".rst", ".py", ".jsonl", ".parquet")
+    max_bytes: int | None = Field(None, ge=1, description="stop reading after this many bytes")
+    val_fraction: float = Field(0.02, gt=0, lt=1)
+    tokenizer: str = "bpe"
+    vocab_size: int = Field(4096, ge=1)
+
+    @model_validator(mode="after")
+    def _check_tokenizer(self) -> DataConfig:
+        if self.tokenizer == "bpe" and self.vocab_size < 257:
+            raise ValueError(
+                f"vocab_size ({self.vocab_size}) is too small for byte-level BPE: it needs the "
+                "256 byte values and an end-of-document token, so at least 257"
+            )
+        return self
