@@ -1,0 +1,51 @@
+"""Backtests: fit without the largest budget (or model), predict what was held out."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from scaling.fitting.base import FitError, Law
+from scaling.fitting.isoflop import isoflop_optima
+from scaling.fitting.points import Points
+
+HOLDOUTS = ("largest", "largest-params")
+
+
+def backtest(
+    points: Points, fit: Callable[[Points], Law], holdout: str = "largest"
+) -> dict[str, Any]:
+    """Fit on all but the held-out points; report the errors of the predictions for them:
+    their losses (laws with a loss surface) and, for a held-out budget, its optimum."""
+    frame = points.frame
+    if holdout == "largest":
+        held_mask = np.isclose(frame["budget"], frame["budget"].max())
+        label = f"largest budget ({frame['budget'].max():.3g} FLOPs)"
+    elif holdout == "largest-params":
+        held_mask = np.isclose(frame["params"], frame["params"].max())
+        label = f"largest model ({frame['params'].max():.3g} parameters)"
+    else:
+        raise FitError(f"--holdout {holdout!r}: must be one of {', '.join(HOLDOUTS)}")
+    train, held = frame[~held_mask], frame[held_mask]
+    law = fit(Points(train.reset_index(drop=True), [], f"{points.source} (backtest)"))
+    report: dict[str, Any] = {"holdout": label, "n_fit": len(train), "n_held_out": len(held)}
+    if hasattr(law, "loss"):
+        predicted = np.asarray(law.loss(held["params"], held["tokens"]), float)
+        error = (predicted - held["loss"].to_numpy()) / held["loss"].to_numpy()
+        report["loss_mean_abs_rel_error"] = float(np.abs(error).mean())
+        report["loss_max_abs_rel_error"] = float(np.abs(error).max())
+    if holdout == "largest" and hasattr(law, "optimum"):
+        observed = isoflop_optima(held)
+        budget = float(held["budget"].iloc[0])
+        predicted_opt = law.optimum(budget)
+        report["predicted_optimum"] = {k: predicted_opt[k] for k in ("params", "tokens", "loss")}
+        if bool(observed["used"].iloc[0]):
+            seen = observed.iloc[0]
+            report["observed_optimum"] = {k: float(seen[k]) for k in ("params", "tokens", "loss")}
+            report["params_opt_rel_error"] = predicted_opt["params"] / seen["params"] - 1
+            report["loss_opt_rel_error"] = predicted_opt["loss"] / seen["loss"] - 1
+        else:
+            report["observed_optimum"] = f"none: {observed['reason'].iloc[0]}"
+    return report

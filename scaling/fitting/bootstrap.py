@@ -1,0 +1,50 @@
+"""Bootstrap resampling over points, runs or budgets."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from scaling.fitting.base import FitError, percentile_interval
+
+UNITS = ("points", "runs", "budgets")
+
+
+def resample(frame: pd.DataFrame, unit: str, rng: np.random.Generator) -> pd.DataFrame:
+    """A bootstrap sample of ``frame``: rows, or whole runs / budgets, drawn with replacement."""
+    if unit == "points":
+        return frame.iloc[rng.integers(0, len(frame), len(frame))]
+    column = {"runs": "run_id", "budgets": "budget"}.get(unit)
+    if column is None:
+        raise FitError(f"--bootstrap-unit {unit!r}: must be one of {', '.join(UNITS)}")
+    if column not in frame:
+        raise FitError(f"--bootstrap-unit {unit}: the points have no {column!r} column")
+    groups = list(frame.groupby(column, sort=True).indices.values())
+    chosen = rng.integers(0, len(groups), len(groups))
+    return frame.iloc[np.concatenate([groups[i] for i in chosen])]
+
+
+def bootstrap(
+    frame: pd.DataFrame,
+    refit: Callable[[pd.DataFrame], dict[str, float] | None],
+    n: int,
+    unit: str = "points",
+    seed: int = 0,
+    level: float = 0.95,
+) -> tuple[list[dict[str, float]], dict[str, list[float]]]:
+    """``n`` refits on resamples; returns the samples and percentile intervals per key.
+    A refit that returns None (no solution on that resample) is skipped and not counted."""
+    rng = np.random.default_rng(seed)
+    samples = []
+    for _ in range(n):
+        result = refit(resample(frame, unit, rng))
+        if result is not None:
+            samples.append(result)
+    intervals: dict[str, Any] = {}
+    if samples:
+        for key in samples[0]:
+            intervals[key] = percentile_interval(np.array([s[key] for s in samples]), level)
+    return samples, intervals

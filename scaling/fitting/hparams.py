@@ -1,0 +1,137 @@
+"""Hyperparameter laws: the optimal learning rate and batch size as power laws of compute.
+
+Per budget, the optimum is either the mean (in log space) of the near-optimal runs, those
+within ``tolerance`` of the best loss (DeepSeek LLM, 2024), or the vertex of a parabola of loss
+in log lr / log batch through the runs that share the best run's other hyperparameter. Then
+η_opt(C) = k_lr·C^e_lr and B_opt(C) = k_batch·C^e_batch. The planner reads this fit file to set
+a later sweep's learning rate and batch size.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from scaling.fitting.base import FitError, Law
+from scaling.fitting.bootstrap import bootstrap
+from scaling.fitting.isoflop import _vertex
+from scaling.fitting.points import Points, prepare_points
+from scaling.fitting.powerlaw import evaluate, fit_power_law
+
+HPARAMS = ("lr", "batch_tokens")
+
+
+class HparamsLaw(Law):
+    law = "hparams"
+    formula = "lr_opt = k_lr * C^e_lr; batch_opt = k_batch * C^e_batch"
+
+    def at(self, p: dict[str, float], compute: float) -> dict[str, float]:
+        out = {"compute": float(compute)}
+        if "k_lr" in p:
+            out["lr"] = float(evaluate(p["k_lr"], p["e_lr"], compute))
+        if "k_batch" in p:
+            out["batch_tokens"] = float(evaluate(p["k_batch"], p["e_batch"], compute))
+        return out
+
+    def predict(self, compute=None, params=None, tokens=None) -> dict[str, Any]:
+        if compute is None:
+            raise FitError("the hparams law predicts from a compute budget (--compute)")
+        return self._with_intervals(self.at(self.params, compute), lambda p: self.at(p, compute))
+
+
+def _budget_optimum(group: pd.DataFrame, names: list[str], method: str, tolerance: float):
+    best = group.loc[group["loss"].idxmin()]
+    out: dict[str, Any] = {
+        "budget": float(best["budget"]),
+        "best_loss": float(best["loss"]),
+        "n_points": len(group),
+    }
+    if method == "near-optimal":
+        near = group[group["loss"] <= best["loss"] * (1 + tolerance)]
+        out["n_near_optimal"] = len(near)
+        for name in names:
+            out[name] = float(np.exp(np.log(near[name]).mean()))
+        return out
+    for name in names:
+        others = [o for o in names if o != name]
+        line = group
+        for other in others:  # vary this hyperparameter alone, the others at the best run's
+            line = line[np.isclose(line[other], best[other])]
+        vertex, _, reason = _vertex(np.log(line[name].to_numpy()), line["loss"].to_numpy())
+        out[name] = float(np.exp(vertex)) if vertex is not None else np.nan
+        if reason:
+            out[f"{name}_reason"] = reason
+    return out
+
+
+def hparam_optima(frame, names, method="near-optimal", tolerance=0.005) -> pd.DataFrame:
+    return pd.DataFrame(
+        [_budget_optimum(g, names, method, tolerance) for _, g in frame.groupby("budget")]
+    )
+
+
+def _fit_laws(optima: pd.DataFrame, names: list[str]) -> dict[str, float] | None:
+    params = {}
+    for name in names:
+        ok = optima[np.isfinite(optima[name])]
+        if len(ok) < 2:
+            return None
+        key = "lr" if name == "lr" else "batch"
+        params[f"k_{key}"], params[f"e_{key}"] = fit_power_law(ok["budget"], ok[name])
+    return params
+
+
+def fit_hparams(
+    data: pd.DataFrame | Points,
+    method: str = "near-optimal",
+    tolerance: float = 0.005,
+    bootstrap_samples: int = 0,
+    bootstrap_unit: str = "points",
+    seed: int = 0,
+) -> HparamsLaw:
+    """Fit η_opt(C) and/or B_opt(C) from runs that vary ``lr`` and/or ``batch_tokens`` at
+    several budgets."""
+    points = data if isinstance(data, Points) else prepare_points(data)
+    frame = points.frame
+    names = [n for n in HPARAMS if n in frame and frame[n].notna().all() and frame[n].nunique() > 1]
+    if not names:
+        raise FitError(
+            f"{points.source}: the hparams law needs runs that vary 'lr' or "
+            "'batch_tokens' (columns missing, empty or constant)"
+        )
+    if method not in ("near-optimal", "parabola"):
+        raise FitError(f"method={method!r}: must be 'near-optimal' or 'parabola'")
+    optima = hparam_optima(frame, names, method, tolerance)
+    params = _fit_laws(optima, names)
+    if params is None:
+        raise FitError(
+            f"{points.source}: fewer than 2 budgets have an optimum for "
+            f"{' and '.join(names)} ({len(optima)} budget(s) in the points)"
+        )
+
+    samples, intervals = bootstrap(
+        frame,
+        lambda s: _fit_laws(hparam_optima(s, names, method, tolerance), names),
+        bootstrap_samples,
+        bootstrap_unit,
+        seed,
+    )
+    return HparamsLaw(
+        params=params,
+        intervals=intervals,
+        samples=samples,
+        n_points=len(frame),
+        points_digest=points.digest,
+        excluded=points.excluded,
+        options={
+            "method": method,
+            "tolerance": tolerance,
+            "fitted": names,
+            "bootstrap": bootstrap_samples,
+            "bootstrap_unit": bootstrap_unit,
+            "seed": seed,
+        },
+        details={"budgets": optima.to_dict(orient="records")},
+    )

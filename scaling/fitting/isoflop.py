@@ -1,0 +1,269 @@
+"""Chinchilla Approaches 1 (envelope) and 2 (IsoFLOP profiles).
+
+Both find compute-optimal (C, N_opt, D_opt) triples and fit N_opt = k_N·C^a and
+D_opt = k_D·C^b (and the loss at the optimum, L_opt = k_L·C^c, a local description that does
+not saturate: trust it only near the fitted budgets).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from scaling.fitting.base import FitError, Law, percentile_interval
+from scaling.fitting.bootstrap import bootstrap
+from scaling.fitting.points import Points, prepare_points
+from scaling.fitting.powerlaw import evaluate, fit_power_law, invert
+
+
+class AllocationLaw(Law):
+    """N_opt, D_opt and L_opt as power laws of compute."""
+
+    formula = "N_opt = k_N * C^a; D_opt = k_D * C^b; L_opt = k_L * C^c"
+
+    def allocation_exponents(self) -> dict[str, float]:
+        return {"a": self.params["a"], "b": self.params["b"]}
+
+    def _at(self, p: dict[str, float], compute=None, params=None, tokens=None) -> dict[str, float]:
+        if compute is None:
+            compute = (
+                invert(p["k_N"], p["a"], params)
+                if params is not None
+                else invert(p["k_D"], p["b"], tokens)
+            )
+        N, D = evaluate(p["k_N"], p["a"], compute), evaluate(p["k_D"], p["b"], compute)
+        return {
+            "compute": float(compute),
+            "params": float(N),
+            "tokens": float(D),
+            "tokens_per_param": float(D / N),
+            "loss": float(evaluate(p["k_L"], p["c"], compute)),
+        }
+
+    def optimum(self, compute: float) -> dict[str, float]:
+        return self._at(self.params, compute=compute)
+
+    def predict(self, compute=None, params=None, tokens=None) -> dict[str, Any]:
+        if sum(v is not None for v in (compute, params, tokens)) != 1:
+            raise FitError("give exactly one of compute, params and tokens")
+        return self._with_intervals(
+            self._at(self.params, compute, params, tokens),
+            lambda p: self._at(p, compute, params, tokens),
+        )
+
+
+class IsoFLOPLaw(AllocationLaw):
+    law = "isoflop"
+
+
+class EnvelopeLaw(AllocationLaw):
+    law = "envelope"
+
+
+def _fit_allocation(optima: pd.DataFrame) -> dict[str, float]:
+    k_N, a = fit_power_law(optima["budget"], optima["params"])
+    k_D, b = fit_power_law(optima["budget"], optima["tokens"])
+    k_L, c = fit_power_law(optima["budget"], optima["loss"])
+    return {"k_N": k_N, "a": a, "k_D": k_D, "b": b, "k_L": k_L, "c": c}
+
+
+def _vertex(x: np.ndarray, loss: np.ndarray) -> tuple[float | None, float | None, str]:
+    """Vertex (x*, loss*) of a parabola through (x, loss), or None and why not."""
+    if len(x) < 3 or len(np.unique(x)) < 3:
+        return None, None, f"{len(np.unique(x))} distinct sizes (a parabola needs 3)"
+    c2, c1, c0 = np.polyfit(x, loss, 2)
+    if c2 <= 0:
+        return None, None, "the profile has no minimum (parabola opens downwards)"
+    vertex = -c1 / (2 * c2)
+    if not x.min() <= vertex <= x.max():
+        return None, None, "the minimum lies outside the sampled sizes"
+    return float(vertex), float(c0 - c1 * c1 / (4 * c2)), ""
+
+
+def isoflop_optima(
+    frame: pd.DataFrame, optimum: str = "parabola", k: float = 6.0, parametric=None
+) -> pd.DataFrame:
+    """One row per budget: the optimum (params, tokens, loss), or used=False and a reason."""
+    rows = []
+    for budget, group in frame.groupby("budget", sort=True):
+        row: dict[str, Any] = {
+            "budget": float(budget),
+            "n_points": len(group),
+            "used": False,
+            "params": np.nan,
+            "tokens": np.nan,
+            "loss": np.nan,
+            "reason": "",
+        }
+        x = np.log(group["params"].to_numpy())
+        vertex, loss, reason = _vertex(x, group["loss"].to_numpy())
+        if vertex is None:
+            row["reason"] = reason
+        elif optimum == "parametric":
+            best = parametric.optimum(budget)
+            row.update(used=True, params=best["params"], tokens=best["tokens"], loss=best["loss"])
+        else:
+            y = np.log(group["tokens"].to_numpy())
+            d_vertex, _, _ = _vertex(y, group["loss"].to_numpy())
+            tokens = np.exp(d_vertex) if d_vertex is not None else budget / (k * np.exp(vertex))
+            row.update(used=True, params=float(np.exp(vertex)), tokens=float(tokens), loss=loss)
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def fit_isoflop(
+    data: pd.DataFrame | Points,
+    optimum: str = "parabola",
+    bootstrap_samples: int = 0,
+    bootstrap_unit: str = "points",
+    seed: int = 0,
+    flops_per_param_token: float = 6.0,
+) -> IsoFLOPLaw:
+    """Approach 2. Per budget, a parabola of loss in log N (and in log D); its vertex is the
+    optimum. A budget with fewer than 3 sizes, no minimum, or a vertex outside its sampled
+    range is left out with the reason. ``optimum="parametric"`` takes each kept budget's
+    optimum from an Approach 3 fit instead (no parabola bias under asymmetric sampling)."""
+    points = data if isinstance(data, Points) else prepare_points(data)
+    frame = points.frame
+    if optimum not in ("parabola", "parametric"):
+        raise FitError(f"optimum={optimum!r}: must be 'parabola' or 'parametric'")
+    n_budgets = frame["budget"].nunique()
+    if n_budgets < 2:
+        raise FitError(
+            f"{points.source}: an IsoFLOP fit needs at least 2 budgets; the points "
+            f"form {n_budgets} (group them with --budget-col or --budget-tolerance)"
+        )
+    parametric = None
+    if optimum == "parametric":
+        from scaling.fitting.parametric import fit_parametric
+
+        parametric = fit_parametric(points, flops_per_param_token=flops_per_param_token)
+    optima = isoflop_optima(frame, optimum, flops_per_param_token, parametric)
+    used = optima[optima["used"]]
+    if len(used) < 2:
+        reasons = "; ".join(f"{r.budget:.3g}: {r.reason}" for r in optima.itertuples() if r.reason)
+        raise FitError(
+            f"{points.source}: fewer than 2 budgets have an interior minimum ({reasons})"
+        )
+    params = _fit_allocation(used)
+
+    def refit(sample: pd.DataFrame):
+        sample_optima = isoflop_optima(sample, optimum, flops_per_param_token, parametric)
+        kept = sample_optima[sample_optima["used"]]
+        return _fit_allocation(kept) if len(kept) >= 2 else None
+
+    samples, intervals = bootstrap(frame, refit, bootstrap_samples, bootstrap_unit, seed)
+    return IsoFLOPLaw(
+        params=params,
+        intervals=intervals,
+        samples=samples,
+        n_points=len(frame),
+        points_digest=points.digest,
+        excluded=points.excluded,
+        options={
+            "optimum": optimum,
+            "bootstrap": bootstrap_samples,
+            "bootstrap_unit": bootstrap_unit,
+            "seed": seed,
+            "flops_per_param_token": flops_per_param_token,
+        },
+        details={"budgets": optima.to_dict(orient="records")},
+    )
+
+
+def envelope_optima(curves: pd.DataFrame, n_grid: int = 20) -> pd.DataFrame:
+    """At ``n_grid`` log-spaced FLOP values, the run of least loss among those whose curve
+    reaches that compute: (budget, params, tokens, loss)."""
+    runs = []
+    for run_id, run in curves.groupby("run_id", sort=True):
+        run = run.sort_values("flops")
+        runs.append(
+            (
+                run_id,
+                run["params"].iloc[0],
+                np.log(run["flops"].to_numpy()),
+                run["loss"].to_numpy(),
+                run["tokens"].to_numpy(),
+            )
+        )
+    low = min(r[2][0] for r in runs)
+    high = max(r[2][-1] for r in runs)
+    rows = []
+    for log_c in np.linspace(low, high, n_grid):
+        best = None
+        for run_id, params, log_f, loss, tokens in runs:
+            if log_f[0] <= log_c <= log_f[-1]:
+                value = np.interp(log_c, log_f, loss)
+                if best is None or value < best[0]:
+                    best = (value, params, np.interp(log_c, log_f, tokens), run_id)
+        if best is not None:
+            rows.append(
+                {
+                    "budget": float(np.exp(log_c)),
+                    "params": float(best[1]),
+                    "tokens": float(best[2]),
+                    "loss": float(best[0]),
+                    "run_id": best[3],
+                }
+            )
+    return pd.DataFrame(rows)
+
+
+def fit_envelope(
+    curves: pd.DataFrame,
+    n_grid: int = 20,
+    bootstrap_samples: int = 0,
+    seed: int = 0,
+    source: str = "curves",
+) -> EnvelopeLaw:
+    """Approach 1 from loss curves: columns run_id, params, tokens, flops, loss (one row per
+    logged step). Bootstrap resamples whole runs."""
+    needed = {"run_id", "params", "tokens", "flops", "loss"} - set(curves)
+    if needed:
+        raise FitError(
+            f"{source}: the envelope needs loss curves with columns run_id, params, "
+            f"tokens, flops, loss; missing {', '.join(sorted(needed))}"
+        )
+    curves = curves[(curves["flops"] > 0) & np.isfinite(curves["loss"])]
+    if curves["params"].nunique() < 2:
+        raise FitError(f"{source}: the envelope needs runs of at least 2 model sizes")
+    optima = envelope_optima(curves, n_grid)
+    if optima["params"].nunique() < 2:
+        raise FitError(
+            f"{source}: one model size wins at every compute; the envelope has no "
+            "slope (train smaller and larger models)"
+        )
+    params = _fit_allocation(optima)
+
+    # Bootstrap over runs: a run drawn twice enters twice, under two names.
+    runs = [run for _, run in curves.groupby("run_id", sort=True)]
+    rng = np.random.default_rng(seed)
+    samples = []
+    for _ in range(bootstrap_samples):
+        chosen = rng.integers(0, len(runs), len(runs))
+        sample = pd.concat([runs[i].assign(run_id=j) for j, i in enumerate(chosen)])
+        found = envelope_optima(sample, n_grid)
+        if found["params"].nunique() >= 2:
+            samples.append(_fit_allocation(found))
+    intervals = (
+        {key: percentile_interval(np.array([s[key] for s in samples])) for key in params}
+        if samples
+        else {}
+    )
+    return EnvelopeLaw(
+        params=params,
+        intervals=intervals,
+        samples=samples,
+        n_points=len(curves),
+        points_digest="",
+        excluded=[],
+        options={
+            "n_grid": n_grid,
+            "bootstrap": bootstrap_samples,
+            "bootstrap_unit": "runs",
+            "seed": seed,
+        },
+        details={"optima": optima.to_dict(orient="records")},
+    )
