@@ -42,7 +42,7 @@ class HparamsLaw(Law):
 
 
 def _budget_optimum(group: pd.DataFrame, names: list[str], method: str, tolerance: float):
-    best = group.loc[group["loss"].idxmin()]
+    best = group.iloc[int(np.argmin(group["loss"].to_numpy()))]
     out: dict[str, Any] = {
         "budget": float(best["budget"]),
         "best_loss": float(best["loss"]),

@@ -109,6 +109,8 @@ def prepare_points(
         for status in EXCLUDED_STATUSES:
             drop((frame["status"].astype(str) == status).to_numpy(), f"status {status}")
 
+    empty = [c for c in ("params", "tokens", "flops") if c in frame and frame[c].isna().all()]
+    frame = frame.drop(columns=empty)  # e.g. a runs directory whose plan has no FLOPs
     known = [c for c in ("params", "tokens", "flops") if c in frame]
     if len(known) < 2:
         raise FitError(

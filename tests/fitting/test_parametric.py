@@ -1,0 +1,145 @@
+import numpy as np
+import pytest
+
+from scaling.fitting import FitError, Law, fit_parametric
+from scaling.fitting.parametric import (
+    ParametricLaw,
+    chinchilla_starts,
+    log_predict,
+    objective_and_gradient,
+)
+
+from .conftest import CHINCHILLA, chinchilla_loss, isoflop_points
+
+
+def assert_recovered(params, truth, rel=1e-4):
+    for key, value in truth.items():
+        assert params[key] == pytest.approx(value, rel=rel), key
+
+
+def test_start_grid_is_the_papers():
+    starts = chinchilla_starts()
+    assert starts.shape == (4500, 5)
+    assert sorted(set(starts[:, 3])) == [0, 0.5, 1, 1.5, 2]
+    assert sorted(set(starts[:, 1])) == [0, 5, 10, 15, 20, 25]
+    assert sorted(set(starts[:, 0])) == [-1, -0.5, 0, 0.5, 1]
+
+
+def test_gradient_matches_finite_differences():
+    df = isoflop_points(noise=0.01)
+    x, y, t = (np.log(df[c].to_numpy()) for c in ("params", "tokens", "loss"))
+    theta = np.array([0.4, 6.0, 6.2, 0.3, 0.3])
+    _, grad = objective_and_gradient(theta, x, y, t)
+    numeric = np.zeros(5)
+    for i in range(5):
+        step = np.zeros(5)
+        step[i] = 1e-6
+        up = objective_and_gradient(theta + step, x, y, t)[0]
+        down = objective_and_gradient(theta - step, x, y, t)[0]
+        numeric[i] = (up - down) / 2e-6
+    np.testing.assert_allclose(grad, numeric, rtol=1e-5, atol=1e-10)
+    # the vectorised prediction agrees with the law
+    law = ParametricLaw(params=CHINCHILLA)
+    theta = np.log([CHINCHILLA["E"], CHINCHILLA["A"], CHINCHILLA["B"]]).tolist() + [0.34, 0.28]
+    np.testing.assert_allclose(
+        np.exp(log_predict(np.array(theta), x, y)), law.loss(df["params"], df["tokens"])
+    )
+
+
+def test_noise_free_chinchilla_is_recovered(chinchilla_points):
+    law = fit_parametric(chinchilla_points)
+    assert_recovered(law.params, CHINCHILLA)
+    assert law.objective < 1e-15
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_noise_free_random_laws_are_recovered(seed):
+    rng = np.random.default_rng(seed)
+    truth = {
+        "E": rng.uniform(1.0, 3.0),
+        "A": float(np.exp(rng.uniform(3, 8))),
+        "B": float(np.exp(rng.uniform(3, 8))),
+        "alpha": rng.uniform(0.2, 0.6),
+        "beta": rng.uniform(0.2, 0.6),
+    }
+    law = fit_parametric(isoflop_points(truth, budgets=np.logspace(17, 21, 9)))
+    assert_recovered(law.params, truth)
+
+
+def test_derived_quantities_by_hand():
+    law = ParametricLaw(params=CHINCHILLA)
+    derived = law.allocation_exponents()
+    assert derived["a"] == pytest.approx(0.28 / 0.62)
+    assert derived["b"] == pytest.approx(0.34 / 0.62)
+    G = (0.34 * 406.4 / (0.28 * 410.7)) ** (1 / 0.62)
+    assert derived["G"] == pytest.approx(G)
+    best = law.optimum(1e21)
+    assert best["params"] == pytest.approx(G * (1e21 / 6) ** (0.28 / 0.62))
+    assert best["tokens"] == pytest.approx((1e21 / 6) ** (0.34 / 0.62) / G)
+    assert 6 * best["params"] * best["tokens"] == pytest.approx(1e21)
+    assert best["loss"] == pytest.approx(
+        chinchilla_loss(CHINCHILLA, best["params"], best["tokens"])
+    )
+    # the optimum minimises the loss along the IsoFLOP line
+    for factor in (0.9, 1.1):
+        N = best["params"] * factor
+        assert chinchilla_loss(CHINCHILLA, N, 1e21 / (6 * N)) > best["loss"]
+    # asking by size or by tokens lands on the same optimum
+    by_params = law.predict(params=best["params"])
+    by_tokens = law.predict(tokens=best["tokens"])
+    assert by_params["compute"] == pytest.approx(1e21)
+    assert by_tokens["compute"] == pytest.approx(1e21)
+
+
+def test_point_order_does_not_change_the_fit(chinchilla_points):
+    noisy = isoflop_points(noise=0.01, seed=4)
+    a = fit_parametric(noisy)
+    b = fit_parametric(noisy.sample(frac=1.0, random_state=1))
+    for key in a.params:
+        assert a.params[key] == pytest.approx(b.params[key], rel=1e-6)
+    assert a.points_digest == b.points_digest
+
+
+def test_fit_file_round_trip_gives_identical_predictions(tmp_path):
+    law = fit_parametric(isoflop_points(noise=0.01), bootstrap_samples=20, seed=3)
+    path = tmp_path / "fits" / "parametric.json"
+    law.to_json(path)
+    loaded = Law.from_json(path)
+    assert isinstance(loaded, ParametricLaw)
+    assert loaded.predict(compute=1e23) == law.predict(compute=1e23)
+    assert loaded.to_dict() == law.to_dict()
+    data = loaded.to_dict()
+    assert set(data["params"]) == {"E", "A", "B", "alpha", "beta"}
+    assert set(data["intervals"]) == set(data["params"])
+    assert {"a", "b", "n_points", "excluded", "version", "formula"} <= set(data)
+
+
+def test_pinned_parameters_bounds_and_other_losses():
+    df = isoflop_points()
+    pinned = fit_parametric(df, pinned={"E": 1.69})
+    assert pinned.params["E"] == pytest.approx(1.69, rel=1e-12)
+    assert_recovered(pinned.params, CHINCHILLA)
+    bounded = fit_parametric(df, bounds={"alpha": (0.0, 0.3)})
+    assert bounded.params["alpha"] <= 0.3 + 1e-12
+    for loss in ("l2", "l1"):
+        assert_recovered(fit_parametric(df, loss=loss).params, CHINCHILLA, rel=1e-3)
+    with pytest.raises(FitError, match="--loss"):
+        fit_parametric(df, loss="cauchy")
+    with pytest.raises(FitError, match="pinnable"):
+        fit_parametric(df, pinned={"gamma": 1.0})
+
+
+def test_too_few_points():
+    with pytest.raises(FitError, match="at least 6 points"):
+        fit_parametric(isoflop_points().head(4))
+
+
+@pytest.mark.slow
+def test_noisy_truth_lies_within_bootstrap_intervals_in_most_seeds():
+    covered = 0
+    for seed in range(20):
+        df = isoflop_points(noise=0.01, seed=seed)
+        law = fit_parametric(df, bootstrap_samples=100, seed=seed, keep=16)
+        inside = [law.intervals[k][0] <= v <= law.intervals[k][1] for k, v in CHINCHILLA.items()]
+        covered += all(inside)
+    assert covered >= 11, covered
