@@ -46,6 +46,8 @@ def _budget_optimum(group: pd.DataFrame, names: list[str], method: str, toleranc
     out: dict[str, Any] = {
         "budget": float(best["budget"]),
         "best_loss": float(best["loss"]),
+        "params": float(best["params"]),
+        "tokens": float(best["tokens"]),
         "n_points": len(group),
     }
     if method == "near-optimal":
@@ -133,5 +135,20 @@ def fit_hparams(
             "bootstrap_unit": bootstrap_unit,
             "seed": seed,
         },
-        details={"budgets": optima.to_dict(orient="records")},
+        details={"budgets": optima.to_dict(orient="records"), "joint": _fit_joint(optima, names)},
     )
+
+
+def _fit_joint(optima: pd.DataFrame, names: list[str]) -> dict[str, Any]:
+    """Optionally, each optimum as k·N^p·D^q (N, D of each budget's best run), where the
+    optima span at least 3 budgets with independent N and D."""
+    out: dict[str, Any] = {}
+    for name in names:
+        ok = optima[np.isfinite(optima[name])]
+        design = np.column_stack([np.ones(len(ok)), np.log(ok["params"]), np.log(ok["tokens"])])
+        if len(ok) < 3 or np.linalg.matrix_rank(design) < 3:
+            out[name] = "needs 3 or more budgets whose best runs vary N and D independently"
+            continue
+        (log_k, p, q), *_ = np.linalg.lstsq(design, np.log(ok[name].to_numpy()), rcond=None)
+        out[name] = {"k": float(np.exp(log_k)), "p_N": float(p), "q_D": float(q)}
+    return out

@@ -1,3 +1,5 @@
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -165,3 +167,37 @@ def test_backtest_reports_held_out_errors():
     assert by_size["n_held_out"] == 1
     with pytest.raises(FitError, match="--holdout"):
         backtest(points, fit_parametric, "smallest")
+
+
+def test_hparam_joint_law_in_n_and_d():
+    rows = []
+    for i, C in enumerate(np.logspace(18, 21, 5)):
+        N = 1e7 * 3**i * (1.5 if i % 2 else 1.0)  # N and D not tied to C alone
+        D = C / (6 * N)
+        lr_opt = 2.0 * N**-0.3 * D**0.05
+        for lr in lr_opt * np.exp(np.linspace(-1, 1, 5)):
+            rows.append(
+                {
+                    "params": N,
+                    "tokens": D,
+                    "budget": C,
+                    "lr": lr,
+                    "loss": 3 + 0.05 * np.log(lr / lr_opt) ** 2,
+                }
+            )
+    joint = fit_hparams(pd.DataFrame(rows)).details["joint"]["lr"]
+    assert joint["p_N"] == pytest.approx(-0.3, abs=1e-6)
+    assert joint["q_D"] == pytest.approx(0.05, abs=1e-6)
+    assert joint["k"] == pytest.approx(2.0, rel=1e-5)
+
+
+def test_parquet_points(tmp_path):
+    from typer.testing import CliRunner
+
+    from scaling.cli import app
+
+    path = tmp_path / "points.parquet"
+    isoflop_points(noise=0.005).to_parquet(path)
+    result = CliRunner().invoke(app, ["fit", str(path), "--law", "isoflop", "--json"])
+    assert result.exit_code == 0, result.output
+    assert abs(json.loads(result.output)["a"] - 0.28 / 0.62) < 0.02
