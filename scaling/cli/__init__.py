@@ -1,0 +1,85 @@
+"""The ``scaling`` command line. Thin: parse, call the library, print.
+
+Heavy modules (torch, pandas, scipy) are imported inside the commands that need them, so
+``scaling --help`` answers at once.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+app = typer.Typer(
+    help="Plan, train and fit scaling-law experiments for language models.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+def _version_callback(value: bool) -> None:
+    if value:
+        from scaling import __version__
+
+        typer.echo(f"scaling {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main(
+    version: Annotated[
+        bool | None,
+        typer.Option(
+            "--version", callback=_version_callback, is_eager=True, help="Print the version."
+        ),
+    ] = None,
+) -> None:
+    """Plan, train and fit scaling-law experiments for language models."""
+
+
+def fail(message: str) -> typer.Exit:
+    """Bad input: one line on stderr, exit code 2."""
+    typer.echo(f"error: {message}", err=True)
+    return typer.Exit(code=2)
+
+
+def _parse_override(item: str) -> tuple[str, object]:
+    import tomllib
+
+    key, sep, value = item.partition("=")
+    if not sep or not key.strip():
+        raise fail(f"--set {item!r}: expected KEY=VALUE, e.g. --set d_model=512")
+    try:
+        parsed = tomllib.loads(f"v = {value}")["v"]
+    except tomllib.TOMLDecodeError:
+        parsed = value  # a bare word such as swiglu
+    return key.strip(), parsed
+
+
+def _load_config(cls, section: str, path: Path | None, overrides: list[str] | None):
+    """``[section]`` of a TOML file (see ``load_section``) with ``--set KEY=VALUE`` overrides;
+    bad input exits 2 with one line."""
+    from scaling.config import ConfigError, load_section
+
+    parsed = dict(_parse_override(item) for item in overrides or [])
+    try:
+        return load_section(cls, path, section, parsed)
+    except ConfigError as err:
+        raise fail(str(err)) from None
+
+
+ConfigArg = Annotated[
+    Path | None,
+    typer.Argument(help="A TOML with a [data] table (a sweep spec works), or data keys alone."),
+]
+SetOption = Annotated[
+    list[str] | None,
+    typer.Option("--set", "-s", help="Override a field, KEY=VALUE (repeatable)."),
+]
+JsonOption = Annotated[bool, typer.Option("--json", help="One JSON object on stdout.")]
+
+
+# The commands register themselves on ``app`` when their modules are imported.
+from scaling.cli import count, data, fit  # noqa: E402, F401
