@@ -216,3 +216,133 @@ class DataConfig(BaseModel):
                 "256 byte values and an end-of-document token, so at least 257"
             )
         return self
+
+
+Schedule = Literal["cosine", "linear", "constant", "wsd"]
+CooldownShape = Literal["linear", "cosine", "1-sqrt"]
+FlopFormula = Literal["6N", "6N_nonembedding", "chinchilla", "exact"]
+
+
+class TrainConfig(BaseModel):
+    """One training run: budget, batch, optimizer, schedule, precision and bookkeeping.
+
+    The run ends after ``tokens // batch_tokens`` optimizer steps (whole steps; the tokens
+    actually trained are reported). ``batch_tokens`` is the global batch, the same for any
+    number of processes; gradient accumulation follows from ``micro_batch_size``.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    tokens: int = Field(2_000_000, ge=1, description="token budget of the run")
+    batch_tokens: int = Field(16_384, ge=1, description="global batch in tokens")
+    micro_batch_size: int = Field(8, ge=1, description="sequences per process per micro-step")
+    seq_len: int = Field(256, ge=1)
+    lr: float = Field(3e-3, gt=0, description="peak learning rate")
+    betas: tuple[float, float] = (0.9, 0.95)
+    eps: float = Field(1e-8, gt=0)
+    weight_decay: float = Field(0.1, ge=0)
+    decay_norms_and_embeddings: bool = False
+    warmup_steps: int | None = Field(None, ge=0, description="None: warmup_fraction of steps")
+    warmup_fraction: float = Field(0.02, ge=0, lt=1)
+    schedule: Schedule = "cosine"
+    min_lr_fraction: float = Field(0.1, ge=0, le=1, description="cosine/linear end, × peak")
+    cooldown_fraction: float = Field(0.2, gt=0, le=1, description="WSD: share of a run or branch")
+    cooldown_shape: CooldownShape = "1-sqrt"
+    branches: tuple[float, ...] = Field(
+        (), description="WSD: extra cooldown branches at these fractions of the budget"
+    )
+    grad_clip: float = Field(1.0, ge=0, description="0 = no clipping")
+    precision: Literal["fp32", "bf16"] = "fp32"
+    compile: bool = False
+    activation_checkpointing: bool = False
+    parallelism: Literal["auto", "ddp", "fsdp"] = "auto"
+    eval_interval: int = Field(50, ge=0, description="steps between evals; 0 = only at the end")
+    eval_windows: int = Field(32, ge=1, description="validation windows, shared across a sweep")
+    log_interval: int = Field(10, ge=1)
+    checkpoint_interval: int = Field(100, ge=1)
+    seed: int = 0
+    flop_formula: FlopFormula = "6N"
+    trackers: tuple[Literal["tensorboard", "wandb"], ...] = ()
+    divergence_factor: float = Field(3.0, gt=1, description="loss above factor × best is bad")
+    divergence_patience: int = Field(3, ge=1, description="bad evaluations in a row to stop")
+
+    @model_validator(mode="after")
+    def _check_batch(self) -> TrainConfig:
+        if self.batch_tokens % self.seq_len:
+            raise ValueError(
+                f"batch_tokens ({self.batch_tokens}) must be a multiple of seq_len ({self.seq_len})"
+            )
+        if self.tokens < self.batch_tokens:
+            raise ValueError(
+                f"tokens ({self.tokens}) is less than one optimizer step of batch_tokens "
+                f"({self.batch_tokens})"
+            )
+        if self.branches and self.schedule != "wsd":
+            raise ValueError("branches need schedule = 'wsd'")
+        if any(not 0 < b < 1 for b in self.branches):
+            raise ValueError("branches are fractions of the budget, each in (0, 1)")
+        return self
+
+    @property
+    def batch_sequences(self) -> int:
+        return self.batch_tokens // self.seq_len
+
+    @property
+    def steps(self) -> int:
+        return self.tokens // self.batch_tokens
+
+    def accumulation(self, world_size: int) -> int:
+        """Micro-steps per optimizer step on each of ``world_size`` processes."""
+        per_process, rest = divmod(self.batch_sequences, world_size)
+        if rest or per_process % self.micro_batch_size:
+            raise ConfigError(
+                f"train.micro_batch_size: {self.batch_sequences} sequences per batch do not "
+                f"split into micro-batches of {self.micro_batch_size} on {world_size} processes"
+            )
+        return per_process // self.micro_batch_size
+
+
+class RunConfig(BaseModel):
+    """Everything a run needs: what ``RUNS/runs/<run_id>/config.json`` holds."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    run_id: str | None = None
+    model: ModelConfig = ModelConfig()
+    data: DataConfig = DataConfig()
+    train: TrainConfig = TrainConfig()
+
+    @model_validator(mode="after")
+    def _check_lengths(self) -> RunConfig:
+        if self.train.seq_len > self.model.max_seq_len:
+            raise ValueError(
+                f"train.seq_len ({self.train.seq_len}) exceeds model.max_seq_len "
+                f"({self.model.max_seq_len})"
+            )
+        tokenizer_vocab = 256 if self.data.tokenizer == "bytes" else self.data.vocab_size
+        if self.data.tokenizer in ("bpe", "bytes") and self.model.vocab_size < tokenizer_vocab:
+            raise ValueError(
+                f"model.vocab_size ({self.model.vocab_size}) is smaller than the tokenizer's "
+                f"({tokenizer_vocab})"
+            )
+        return self
+
+
+def load_run_config(path: str | Path) -> RunConfig:
+    """A ``RunConfig`` from config.json (or a TOML with [model], [data], [train] tables)."""
+    path = Path(path)
+    if path.suffix == ".json":
+        import json
+
+        if not path.is_file():
+            raise ConfigError(f"{path}: no such file")
+        try:
+            raw = json.loads(path.read_text())
+        except json.JSONDecodeError as err:
+            raise ConfigError(f"{path}: not valid JSON ({err})") from None
+    else:
+        raw = read_toml(path)
+    try:
+        return RunConfig.model_validate(raw)
+    except ValidationError as err:
+        raise ConfigError(describe_validation_error(err, path)) from None

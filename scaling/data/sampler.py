@@ -136,6 +136,9 @@ class ValidationWindows:
     def __len__(self) -> int:
         return len(self.starts)
 
+    def gather(self, starts: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+        return _gather(self.tokens, starts, self.seq_len)
+
     def batches(
         self, batch_size: int, rank: int = 0, world_size: int = 1
     ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:

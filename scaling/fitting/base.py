@@ -8,8 +8,6 @@ same object (bootstrap samples included, so predictions keep their intervals aft
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
@@ -17,6 +15,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from scaling.config import ConfigError
+from scaling.fileio import write_atomic
 
 LAWS: dict[str, type[Law]] = {}
 
@@ -35,20 +34,6 @@ def percentile_interval(values: np.ndarray, level: float = 0.95) -> list[float]:
     tail = 100 * (1 - level) / 2
     low, high = np.nanpercentile(values, [tail, 100 - tail])
     return [float(low), float(high)]
-
-
-def write_atomic(path: str | Path, text: str) -> None:
-    """Write to a temporary file beside ``path``, then rename: readers never see half a file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as handle:
-            handle.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 @dataclass

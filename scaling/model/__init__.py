@@ -2,6 +2,13 @@
 
 from scaling.config import ModelConfig
 from scaling.model.moe import MoE
-from scaling.model.transformer import ModelOutput, Transformer
+from scaling.model.transformer import ModelOutput, Transformer, load_pretrained, save_pretrained
 
-__all__ = ["ModelConfig", "ModelOutput", "MoE", "Transformer"]
+__all__ = [
+    "ModelConfig",
+    "ModelOutput",
+    "MoE",
+    "Transformer",
+    "load_pretrained",
+    "save_pretrained",
+]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -130,3 +131,24 @@ class Transformer(nn.Module):
         for moe in self.moe_layers():
             if moe.bias_rate:
                 moe.update_bias()
+
+
+def save_pretrained(model: Transformer, directory: str | Path) -> None:
+    """Weights as ``model.safetensors`` and the config as ``model_config.json``."""
+    from safetensors.torch import save_model
+
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    save_model(model, str(directory / "model.safetensors"))  # handles the tied embedding
+    (directory / "model_config.json").write_text(model.cfg.model_dump_json(indent=2) + "\n")
+
+
+def load_pretrained(directory: str | Path) -> Transformer:
+    """The model that ``save_pretrained`` (or a finished training run) wrote."""
+    from safetensors.torch import load_model
+
+    directory = Path(directory)
+    cfg = ModelConfig.model_validate_json((directory / "model_config.json").read_text())
+    model = Transformer(cfg)
+    load_model(model, str(directory / "model.safetensors"))
+    return model

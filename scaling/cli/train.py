@@ -1,0 +1,61 @@
+"""`scaling train`: one run, in one process or under torchrun / accelerate launch."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from scaling.cli import app, fail
+
+
+@app.command()
+def train(
+    config: Annotated[
+        Path,
+        typer.Argument(
+            help="A run's config.json (as the planner writes it), or a TOML with [model], [data] "
+            "and [train] tables."
+        ),
+    ],
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            help="Run directory (default: the config's folder, so a planned run trains in place)."
+        ),
+    ] = None,
+    progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
+) -> None:
+    """Train one run; resume from its checkpoint when the run directory has one.
+
+    Writes metrics.jsonl, checkpoint/, export/ and result.json into the run directory. Exit
+    code 0 when done, 1 when the run failed, 3 when it diverged, 130 when interrupted (a
+    checkpoint was written: run the same command again to resume).
+    Many processes: torchrun --nproc_per_node N -m scaling train CONFIG
+    """
+    import torch
+
+    torch.set_flush_denormal(True)  # before torch starts its worker threads
+
+    from scaling.config import ConfigError, load_run_config
+    from scaling.training.trainer import Interrupted
+    from scaling.training.trainer import train as train_run
+
+    try:
+        run_config = load_run_config(config)
+        result = train_run(run_config, out or config.parent, progress=progress)
+    except ConfigError as err:
+        raise fail(str(err)) from None
+    except Interrupted as err:
+        typer.echo(f"interrupted: {err}; run the same command again to resume", err=True)
+        raise typer.Exit(code=130) from None
+    status = result["status"]
+    if status == "done":
+        typer.echo(
+            f"done: eval loss {result['final_eval_loss']:.4f} "
+            f"({result['final_eval_bpb']:.4f} bits/byte) after {result['tokens']:,} tokens"
+        )
+        return
+    typer.echo(f"{status}: {result.get('reason') or result.get('error')}", err=True)
+    raise typer.Exit(code=3 if status == "diverged" else 1)

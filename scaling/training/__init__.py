@@ -1,0 +1,1 @@
+"""Training one run: schedules, parallelism, checkpoints, metrics and the loop."""

@@ -1,0 +1,87 @@
+"""Checkpoints: model and optimizer (sharded, torch.distributed.checkpoint), the loop state and
+every rank's RNG state, replaced atomically.
+
+Layout: ``RUN/checkpoint/`` holds DCP shards, ``state.json`` (step, tokens, sampler position,
+wall time, best losses, tracker id) and ``rng-<rank>.pt``. A new checkpoint is written to
+``checkpoint.tmp`` and swapped in by renames; a crash between the renames leaves
+``checkpoint.old``, which ``latest`` then uses. A checkpoint without ``state.json`` (written
+last) is incomplete and never loaded.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.distributed as dist
+import torch.distributed.checkpoint as dcp
+from torch.distributed.checkpoint.state_dict import (
+    StateDictOptions,
+    get_state_dict,
+    set_state_dict,
+)
+
+
+def _barrier() -> None:
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+
+
+def _rank() -> int:
+    return dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
+
+
+def latest(run_dir: Path) -> Path | None:
+    for name in ("checkpoint", "checkpoint.old"):
+        path = run_dir / name
+        if (path / "state.json").is_file():
+            return path
+    return None
+
+
+def save(run_dir: Path, model, optimizer, state: dict[str, Any]) -> None:
+    """Every rank calls this; rank 0 swaps the finished checkpoint into place."""
+    tmp, final, old = run_dir / "checkpoint.tmp", run_dir / "checkpoint", run_dir / "checkpoint.old"
+    if _rank() == 0:
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+    _barrier()
+    model_state, optim_state = get_state_dict(model, optimizer)
+    dcp.save({"model": model_state, "optim": optim_state}, checkpoint_id=str(tmp))
+    rng = {"cpu": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        rng["cuda"] = torch.cuda.get_rng_state()
+    torch.save(rng, tmp / f"rng-{_rank()}.pt")
+    _barrier()
+    if _rank() == 0:
+        (tmp / "state.json").write_text(json.dumps(state, indent=2) + "\n")
+        if final.exists():
+            shutil.rmtree(old, ignore_errors=True)
+            final.rename(old)
+        tmp.rename(final)
+        shutil.rmtree(old, ignore_errors=True)
+    _barrier()
+
+
+def load(path: Path, model, optimizer) -> dict[str, Any]:
+    """Restore model, optimizer and this rank's RNG; return the loop state."""
+    model_state, optim_state = get_state_dict(model, optimizer)
+    state = {"model": model_state, "optim": optim_state}
+    dcp.load(state, checkpoint_id=str(path))
+    set_state_dict(
+        model,
+        optimizer,
+        model_state_dict=state["model"],
+        optim_state_dict=state["optim"],
+        options=StateDictOptions(strict=True),
+    )
+    rng_path = path / f"rng-{_rank()}.pt"
+    if rng_path.is_file():
+        rng = torch.load(rng_path, weights_only=True)
+        torch.set_rng_state(rng["cpu"])
+        if "cuda" in rng and torch.cuda.is_available():
+            torch.cuda.set_rng_state(rng["cuda"])
+    return json.loads((path / "state.json").read_text())

@@ -1,0 +1,387 @@
+"""One training run: a RunConfig in, metrics.jsonl and result.json out (DESIGN.md contracts).
+
+The same loop runs on a laptop CPU, one GPU, and many processes (DDP or FSDP2 under torchrun
+or ``accelerate launch``). The learning rate is a function of the optimizer step; the data
+order is a function of the sampler position; both are in the checkpoint, with every RNG, so a
+run stopped anywhere (Ctrl-C, SIGTERM, kill -9) resumes to the same losses.
+"""
+
+from __future__ import annotations
+
+import math
+import signal
+import time
+import traceback
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from scaling.config import ConfigError, RunConfig
+from scaling.counting import flops_per_token
+from scaling.data import ValidationWindows, WindowSampler, prepare_data
+from scaling.fileio import write_json_atomic
+from scaling.model import Transformer, save_pretrained
+from scaling.training import checkpoint
+from scaling.training.metrics import MetricsLog, Trackers, device_peak_flops, peak_memory_bytes
+from scaling.training.parallel import (
+    Runtime,
+    autocast,
+    gradient_sync,
+    setup,
+    unwrap,
+    wrap_model,
+)
+from scaling.training.schedules import branch_points, lr_at
+
+EVAL_SEED = 0  # shared by every run of every sweep: eval losses compare across runs
+
+
+class Interrupted(Exception):
+    """SIGINT or SIGTERM: a checkpoint was written; run again to resume."""
+
+
+class Diverged(Exception):
+    pass
+
+
+def parameter_groups(model: torch.nn.Module, decay_all: bool) -> list[dict[str, Any]]:
+    """Weight decay on matrices; norms, biases and embeddings excluded unless ``decay_all``."""
+    decay, no_decay = [], []
+    for name, param in model.named_parameters():
+        is_embedding = "tok_emb" in name or "pos_emb" in name
+        if decay_all or (param.ndim >= 2 and not is_embedding):
+            decay.append(param)
+        else:
+            no_decay.append(param)
+    return [{"params": decay}, {"params": no_decay, "weight_decay": 0.0}]
+
+
+class Trainer:
+    def __init__(self, config: RunConfig, run_dir: Path, runtime: Runtime, progress: bool = True):
+        self.config, self.run_dir, self.rt, self.progress = config, run_dir, runtime, progress
+        cfg, train = config.model, config.train
+        self.train_cfg = train
+        self.data = prepare_data(config.data, progress=progress and runtime.is_main)
+        if self.data.vocab_size > cfg.vocab_size:
+            raise ConfigError(
+                f"model.vocab_size ({cfg.vocab_size}) is smaller than the tokenizer's "
+                f"({self.data.vocab_size})"
+            )
+        self.steps = train.steps
+        self.accum = train.accumulation(runtime.world_size)
+        self.sampler = WindowSampler(
+            self.data.tokens("train"),
+            train.seq_len,
+            train.batch_sequences,
+            train.seed,
+            runtime.rank,
+            runtime.world_size,
+        )
+        self.val = ValidationWindows(
+            self.data.tokens("val"), train.seq_len, train.eval_windows, EVAL_SEED
+        )
+        self.flops_per_token = flops_per_token(cfg, train.seq_len, train.flop_formula)
+        self.device_name, self.peak_flops = device_peak_flops(runtime.device)
+
+        torch.manual_seed(train.seed)
+        self.model = wrap_model(Transformer(cfg), runtime, train)
+        self.optimizer = torch.optim.AdamW(
+            parameter_groups(self.model, train.decay_norms_and_embeddings),
+            lr=train.lr,
+            betas=train.betas,
+            eps=train.eps,
+            weight_decay=train.weight_decay,
+        )
+        self.state: dict[str, Any] = {
+            "step": 0,
+            "sampler_position": 0,
+            "wall_s": 0.0,
+            "best_train_loss": math.inf,
+            "best_eval_loss": math.inf,
+            "branches": [],
+            "wandb_id": None,
+        }
+        found = checkpoint.latest(run_dir)
+        if found is not None:
+            self.state.update(checkpoint.load(found, self.model, self.optimizer))
+            self.sampler.position = self.state["sampler_position"]
+        self.resumed_from = self.state["step"] if found is not None else None
+        self.metrics = MetricsLog(run_dir / "metrics.jsonl", self.resumed_from, runtime.is_main)
+        self.trackers = Trackers(
+            train.trackers,
+            run_dir,
+            config.run_id,
+            config.model_dump(),
+            runtime.is_main,
+            self.state["wandb_id"],
+        )
+        self.stop_signal: int | None = None
+
+    # -- one optimizer step ------------------------------------------------------------------
+    def train_step(self, lr: float) -> dict[str, float]:
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        self.model.train()
+        x, y = self.sampler.next_batch()
+        x, y = x.to(self.rt.device), y.to(self.rt.device)
+        mb = self.train_cfg.micro_batch_size
+        ce_sum, aux, loads = 0.0, {}, []
+        for i in range(self.accum):
+            with gradient_sync(self.model, self.rt, sync=i == self.accum - 1):
+                with autocast(self.rt, self.train_cfg):
+                    out = self.model(x[i * mb : (i + 1) * mb], y[i * mb : (i + 1) * mb])
+                (out.loss / self.accum).backward()
+            ce_sum += out.ce_loss.item()
+            if out.aux_loss is not None:
+                aux["aux_loss"] = aux.get("aux_loss", 0.0) + out.aux_loss.item() / self.accum
+                aux["z_loss"] = aux.get("z_loss", 0.0) + out.z_loss.item() / self.accum
+                loads.append(out.expert_load)
+        clip = self.train_cfg.grad_clip or float("inf")
+        norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), clip)
+        norm = norm.full_tensor() if hasattr(norm, "full_tensor") else norm
+        self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        unwrap(self.model).update_router_biases()
+        record = {
+            "train_loss": self.rt.all_reduce_mean(ce_sum / self.accum),
+            "grad_norm": float(norm),
+        }
+        if loads:
+            load = torch.stack(loads).mean(0)
+            record.update(
+                aux, expert_load_max_over_mean=float((load.max(-1).values / load.mean(-1)).max())
+            )
+        return record
+
+    @torch.no_grad()
+    def evaluate(self) -> dict[str, float]:
+        """Mean loss over the shared validation windows, in nats/token and bits/byte. Every rank
+        runs the same number of forwards (FSDP needs it); padding windows weigh nothing."""
+        self.model.eval()
+        batch = self.train_cfg.micro_batch_size
+        mine = self.val.starts[self.rt.rank :: self.rt.world_size]
+        n_batches = math.ceil(math.ceil(len(self.val) / self.rt.world_size) / batch)
+        totals = torch.zeros(2, dtype=torch.float64, device=self.rt.device)
+        for i in range(n_batches):
+            starts = mine[i * batch : (i + 1) * batch]
+            weight = 1.0 if len(starts) else 0.0
+            starts = starts if len(starts) else self.val.starts[:1]
+            x, y = self.val.gather(starts)
+            with autocast(self.rt, self.train_cfg):
+                out = self.model(x.to(self.rt.device), y.to(self.rt.device))
+            totals += torch.tensor(
+                [out.ce_loss.item() * y.numel() * weight, y.numel() * weight],
+                dtype=torch.float64,
+                device=self.rt.device,
+            )
+        loss_sum, count = self.rt.all_reduce_sum(totals).tolist()
+        nats = loss_sum / count
+        return {"eval_loss": nats, "eval_bpb": self.data.bits_per_byte(nats)}
+
+    # -- bookkeeping ----------------------------------------------------------------------------
+    def save(self) -> None:
+        self.state["sampler_position"] = self.sampler.position
+        self.state["wandb_id"] = self.trackers.wandb_id
+        checkpoint.save(self.run_dir, self.model, self.optimizer, self.state)
+
+    def check_divergence(self, key: str, loss: float) -> None:
+        """NaN/inf at once; or ``divergence_patience`` checks in a row above
+        ``divergence_factor`` × the best value so far."""
+        best_key, bad_key = f"best_{key}", f"bad_{key}"
+        if not math.isfinite(loss):
+            raise Diverged(f"{key} is {loss} at step {self.state['step']}")
+        if loss > self.train_cfg.divergence_factor * self.state[best_key]:
+            self.state[bad_key] = self.state.get(bad_key, 0) + 1
+            if self.state[bad_key] >= self.train_cfg.divergence_patience:
+                raise Diverged(
+                    f"{key} {loss:.4g} above {self.train_cfg.divergence_factor}× its best "
+                    f"({self.state[best_key]:.4g}) {self.state[bad_key]} times in a row"
+                )
+        else:
+            self.state[bad_key] = 0
+        self.state[best_key] = min(self.state[best_key], loss)
+
+    def record(self, step: int, values: dict[str, Any]) -> None:
+        tokens = step * self.train_cfg.batch_tokens
+        line = {
+            "step": step,
+            "tokens": tokens,
+            "flops": tokens * self.flops_per_token,
+            "flop_formula": self.train_cfg.flop_formula,
+            **values,
+        }
+        self.metrics.write(line)
+        if self.rt.is_main:
+            self.trackers.log(line)
+
+    def run_branch(self, start: int, end: int) -> None:
+        """A WSD cooldown from the stable phase at ``start`` to ``end``; its eval is a point of
+        its own. The stable state is checkpointed first and restored after."""
+        self.save()
+        for step in range(start, end):
+            self.train_step(lr_at(self.train_cfg, step, self.steps, end_step=end))
+        point = self.evaluate()
+        tokens = end * self.train_cfg.batch_tokens
+        checkpoint.load(checkpoint.latest(self.run_dir), self.model, self.optimizer)
+        self.sampler.position = self.state["sampler_position"]
+        self.state["branches"].append(
+            {"step": end, "tokens": tokens, "flops": tokens * self.flops_per_token, **point}
+        )
+
+    # -- the loop -------------------------------------------------------------------------------
+    def run(self) -> dict[str, Any]:
+        train = self.train_cfg
+        if self.rt.is_main:
+            self.sampler.warn_if_repeating(self.steps * train.batch_tokens)
+        branches = dict(branch_points(train, self.steps))
+        done = {b["step"] for b in self.state["branches"]}
+        window_start, window_tokens = time.perf_counter(), 0
+        started = time.perf_counter() - self.state["wall_s"]
+        from rich.progress import Progress
+
+        with Progress(disable=not (self.progress and self.rt.is_main), transient=True) as bar:
+            task = bar.add_task("training", total=self.steps, completed=self.state["step"])
+            for step in range(self.state["step"], self.steps):
+                if step in branches and branches[step] not in done:
+                    self.run_branch(step, branches[step])
+                    window_start, window_tokens = time.perf_counter(), 0
+                lr = lr_at(train, step, self.steps)
+                values = {"lr": lr, **self.train_step(lr)}
+                self.state["step"] = done_steps = step + 1
+                self.state["wall_s"] = time.perf_counter() - started
+                window_tokens += train.batch_tokens
+                self.check_divergence("train_loss", values["train_loss"])
+                last = done_steps == self.steps
+                log = done_steps % train.log_interval == 0 or last
+                evaluate = last or (train.eval_interval and done_steps % train.eval_interval == 0)
+                if log:
+                    values.update(
+                        self.throughput(window_tokens, time.perf_counter() - window_start)
+                    )
+                if evaluate:
+                    values.update(self.evaluate())
+                    self.check_divergence("eval_loss", values["eval_loss"])
+                if log or evaluate:
+                    self.record(done_steps, values)
+                    bar.update(
+                        task, completed=done_steps, description=f"loss {values['train_loss']:.3f}"
+                    )
+                if log:
+                    window_start, window_tokens = time.perf_counter(), 0
+                if done_steps % train.checkpoint_interval == 0 and not last:
+                    self.save()
+                if self.stop_signal is not None:
+                    self.save()
+                    raise Interrupted(f"stopped by signal {self.stop_signal} at step {done_steps}")
+        return values
+
+    def throughput(self, tokens: int, seconds: float) -> dict[str, float]:
+        rate = tokens / seconds  # per process: each one saw ``tokens`` of its own
+        flops_rate = rate * self.flops_per_token
+        out = {
+            "tokens_per_s": rate * self.rt.world_size,
+            "time_s": self.state["wall_s"],
+            "epochs": self.sampler.epochs,
+            "peak_memory_bytes": peak_memory_bytes(self.rt.device),
+        }
+        if self.peak_flops:
+            out["mfu"] = flops_rate / self.peak_flops
+        else:
+            out["achieved_flops_per_s"] = flops_rate * self.rt.world_size
+        return out
+
+
+def train(config: RunConfig, run_dir: str | Path, progress: bool = True) -> dict[str, Any]:
+    """Train ``config`` in ``run_dir``, resuming from its checkpoint if there is one; write
+    result.json (done, diverged or failed) and return it. A run whose result.json says done
+    for the same config is not trained again. Raises ``Interrupted`` after writing a
+    checkpoint when SIGINT or SIGTERM arrives."""
+    torch.set_flush_denormal(True)
+    run_dir = Path(run_dir)
+    finished = _finished_result(config, run_dir)
+    if finished is not None:
+        return finished
+    run_dir.mkdir(parents=True, exist_ok=True)
+    runtime = setup(config.train)
+    trainer, previous = None, {}
+    result: dict[str, Any] = {"run_id": config.run_id}
+    try:
+        if runtime.is_main:
+            write_json_atomic(run_dir / "config.json", config.model_dump(mode="json"))
+        trainer = Trainer(config, run_dir, runtime, progress)
+
+        def request_stop(signum, frame):
+            trainer.stop_signal = signum
+
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            previous[sig] = signal.signal(sig, request_stop)
+        try:
+            last = trainer.run()
+            export_weights(trainer, run_dir)
+            tokens = trainer.state["step"] * config.train.batch_tokens
+            result.update(
+                status="done",
+                final_eval_loss=last["eval_loss"],
+                final_eval_bpb=last["eval_bpb"],
+                final_train_loss=last["train_loss"],
+                tokens=tokens,
+                flops=tokens * trainer.flops_per_token,
+                steps=trainer.state["step"],
+                epochs=trainer.sampler.epochs,
+            )
+        except Diverged as reason:
+            result.update(status="diverged", reason=str(reason), step=trainer.state["step"])
+        result.update(
+            branches=trainer.state["branches"],
+            wall_s=trainer.state["wall_s"],
+            flop_formula=config.train.flop_formula,
+            resumed_from_step=trainer.resumed_from,
+        )
+        if runtime.is_main:
+            write_json_atomic(run_dir / "result.json", result)
+    except (Interrupted, ConfigError):
+        raise
+    except Exception as err:  # the run failed: say why in result.json, for the launcher
+        result.update(
+            status="failed", error=f"{type(err).__name__}: {err}", traceback=traceback.format_exc()
+        )
+        if runtime.is_main:
+            write_json_atomic(run_dir / "result.json", result)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        if trainer is not None:
+            trainer.trackers.close()
+        runtime.barrier()
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            torch.distributed.destroy_process_group()
+    return result
+
+
+def _finished_result(config: RunConfig, run_dir: Path) -> dict[str, Any] | None:
+    import json
+
+    result_path, config_path = run_dir / "result.json", run_dir / "config.json"
+    if not (result_path.is_file() and config_path.is_file()):
+        return None
+    try:
+        result = json.loads(result_path.read_text())
+        same = RunConfig.model_validate_json(config_path.read_text()) == config
+    except ValueError:
+        return None
+    return result if same and result.get("status") == "done" else None
+
+
+def export_weights(trainer: Trainer, run_dir: Path) -> None:
+    """The final weights, gathered whole on every rank (FSDP needs all of them to take part)
+    and written by the first, as safetensors with the model config."""
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
+
+    state = get_model_state_dict(
+        trainer.model, options=StateDictOptions(full_state_dict=True, cpu_offload=True)
+    )
+    if trainer.rt.is_main:
+        export = Transformer(trainer.config.model)
+        export.load_state_dict(state)
+        save_pretrained(export, run_dir / "export")

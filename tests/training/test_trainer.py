@@ -1,0 +1,189 @@
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+
+from scaling.config import ConfigError, TrainConfig
+from scaling.model import load_pretrained
+from scaling.training.trainer import train
+
+from .conftest import tiny_run
+
+
+def read_metrics(run_dir):
+    return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+
+
+@pytest.mark.parametrize("model", [{}, {"n_experts": 4, "top_k": 2, "activation": "swiglu"}])
+def test_tiny_models_learn(tmp_path, model):
+    result = train(
+        tiny_run(model=model, tokens=60 * 1024, eval_interval=20), tmp_path, progress=False
+    )
+    assert result["status"] == "done", result
+    assert result["final_eval_loss"] < math.log(512) - 1.2
+    assert result["tokens"] == 60 * 1024 and result["steps"] == 60
+    lines = read_metrics(tmp_path)
+    assert [line["step"] for line in lines if "eval_loss" in line] == [20, 40, 60]
+    first = lines[0]
+    assert {
+        "step",
+        "tokens",
+        "flops",
+        "lr",
+        "train_loss",
+        "grad_norm",
+        "tokens_per_s",
+        "time_s",
+    } <= set(first)
+    if model:
+        assert "aux_loss" in first and first["expert_load_max_over_mean"] >= 1.0
+    exported = load_pretrained(tmp_path / "export")
+    assert exported.cfg == tiny_run(model=model).model
+    # the same config again: already done, nothing retrained
+    again = train(
+        tiny_run(model=model, tokens=60 * 1024, eval_interval=20), tmp_path, progress=False
+    )
+    assert again == result
+
+
+def test_gradient_accumulation_matches_one_big_micro_batch(tmp_path):
+    # Adam moves every weight by about lr per step whatever its gradient, so rounding noise in
+    # near-zero gradients shows up at the scale of lr: a small lr keeps it below 1e-5.
+    a = train(
+        tiny_run(tokens=5 * 1024, micro_batch_size=2, lr=3e-4), tmp_path / "a", progress=False
+    )
+    b = train(
+        tiny_run(tokens=5 * 1024, micro_batch_size=16, lr=3e-4), tmp_path / "b", progress=False
+    )
+    assert a["status"] == b["status"] == "done"
+    pa = load_pretrained(tmp_path / "a" / "export").state_dict()
+    pb = load_pretrained(tmp_path / "b" / "export").state_dict()
+    for key in pa:
+        torch.testing.assert_close(pa[key], pb[key], atol=1e-5, rtol=1e-5)
+
+
+def test_wsd_branches_add_points(tmp_path):
+    config = tiny_run(tokens=40 * 1024, schedule="wsd", branches=(0.25, 0.5))
+    result = train(config, tmp_path, progress=False)
+    assert result["status"] == "done"
+    assert [b["step"] for b in result["branches"]] == [10, 20]
+    assert [b["tokens"] for b in result["branches"]] == [10 * 1024, 20 * 1024]
+    assert (
+        result["branches"][0]["eval_loss"]
+        > result["branches"][1]["eval_loss"]
+        > result["final_eval_loss"]
+    )
+    # the branches leave the main run untouched: the same losses as a run without them
+    plain = train(tiny_run(tokens=40 * 1024, schedule="wsd"), tmp_path / "plain", progress=False)
+    assert plain["final_eval_loss"] == pytest.approx(result["final_eval_loss"], rel=1e-6)
+
+
+def test_absurd_learning_rate_diverges(tmp_path):
+    result = train(tiny_run(lr=50.0, warmup_steps=0, grad_clip=0.0), tmp_path, progress=False)
+    assert result["status"] == "diverged"
+    assert "train_loss" in result["reason"] or "eval_loss" in result["reason"]
+
+
+def test_bad_train_configs():
+    with pytest.raises(ValueError, match="multiple of seq_len"):
+        TrainConfig(batch_tokens=1000, seq_len=64)
+    with pytest.raises(ValueError, match="less than one optimizer step"):
+        TrainConfig(tokens=100, batch_tokens=1024, seq_len=64)
+    with pytest.raises(ValueError, match="trackers"):
+        TrainConfig(trackers=("mlflow",))
+    with pytest.raises(ConfigError, match="micro_batch_size"):
+        TrainConfig(batch_tokens=1024, seq_len=64, micro_batch_size=3).accumulation(1)
+    with pytest.raises(ConfigError, match="on 3 processes"):
+        TrainConfig(batch_tokens=1024, seq_len=64, micro_batch_size=8).accumulation(3)
+    with pytest.raises(ValueError, match="branches need schedule"):
+        TrainConfig(branches=(0.5,))
+
+
+def test_bf16_on_a_cpu_without_it(tmp_path, monkeypatch):
+    monkeypatch.setattr(torch.backends.mkldnn, "is_available", lambda: False)
+    with pytest.raises(ConfigError, match="precision"):
+        train(tiny_run(precision="bf16"), tmp_path, progress=False)
+
+
+def _run_in_subprocess(config_path, out):
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "scaling",
+            "train",
+            str(config_path),
+            "--out",
+            str(out),
+            "--no-progress",
+        ],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+
+
+def _wait_for(predicate, timeout=120):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if predicate():
+            return
+        time.sleep(0.05)
+    raise TimeoutError
+
+
+@pytest.mark.slow
+def test_resume_after_kill_9_is_exact(tmp_path):
+    config = tiny_run(tokens=60 * 1024)
+    config_path = tmp_path / "config.json"
+    config_path.write_text(config.model_dump_json())
+    reference = train(config, tmp_path / "reference", progress=False)
+
+    run = tmp_path / "killed"
+    process = _run_in_subprocess(config_path, run)
+    _wait_for(
+        lambda: (
+            (run / "checkpoint" / "state.json").is_file()
+            and json.loads((run / "checkpoint" / "state.json").read_text())["step"] >= 20
+        )
+    )
+    process.kill()  # kill -9: no handler runs
+    process.wait()
+    assert not (run / "result.json").exists()
+    resumed = _run_in_subprocess(config_path, run)
+    assert resumed.wait(timeout=300) == 0, resumed.stdout.read().decode()
+    result = json.loads((run / "result.json").read_text())
+    assert result["resumed_from_step"] >= 20
+    expected, got = read_metrics(tmp_path / "reference"), read_metrics(run)
+    assert [line["step"] for line in got] == [line["step"] for line in expected]
+    for a, b in zip(expected, got, strict=True):
+        assert b["train_loss"] == pytest.approx(a["train_loss"], rel=1e-6, abs=1e-6)
+    assert result["final_eval_loss"] == pytest.approx(reference["final_eval_loss"], rel=1e-6)
+
+
+@pytest.mark.slow
+def test_sigterm_leaves_a_checkpoint_and_resumes(tmp_path):
+    config_path = tmp_path / "config.json"
+    config_path.write_text(tiny_run(tokens=200 * 1024, checkpoint_interval=1000).model_dump_json())
+    run = tmp_path / "run"
+    process = _run_in_subprocess(config_path, run)
+    _wait_for(
+        lambda: (
+            (run / "metrics.jsonl").is_file()
+            and len((run / "metrics.jsonl").read_text().splitlines()) >= 2
+        )
+    )
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(timeout=60) == 130
+    state = json.loads((run / "checkpoint" / "state.json").read_text())
+    assert 0 < state["step"] < 200
+    resumed = _run_in_subprocess(config_path, run)
+    assert resumed.wait(timeout=300) == 0
+    assert json.loads((run / "result.json").read_text())["resumed_from_step"] == state["step"]
