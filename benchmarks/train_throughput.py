@@ -1,0 +1,98 @@
+"""Trainer overhead: tokens/s of scaling's training loop against a plain PyTorch loop.
+
+    python benchmarks/train_throughput.py [--steps 24]
+
+Both train the same ~10M-parameter dense model on the same prepared data (the built-in
+corpus), the same global batch and micro-batches, AdamW and gradient clipping, in this process.
+The trainer's rate is read from its own metrics.jsonl (tokens/s per logging window, the first
+window dropped as warm-up; evaluation is outside the windows); the plain loop is timed over the
+same steps. The two alternate for ``--rounds`` rounds and the medians over all rounds are
+compared, so a machine whose speed drifts (shared cores) affects both alike. Target: >= 0.95.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+torch.set_flush_denormal(True)  # before torch starts its threads
+
+from scaling.config import DataConfig, ModelConfig, RunConfig, TrainConfig  # noqa: E402
+from scaling.data import WindowSampler, prepare_data  # noqa: E402
+from scaling.model import Transformer  # noqa: E402
+from scaling.training.trainer import train  # noqa: E402
+
+
+def plain_loop(config: RunConfig, steps: int) -> list[float]:
+    """tokens/s of each step of the textbook loop, after one warm-up step."""
+    data = prepare_data(config.data)
+    t = config.train
+    sampler = WindowSampler(data.tokens("train"), t.seq_len, t.batch_sequences, t.seed)
+    torch.manual_seed(t.seed)
+    model = Transformer(config.model)
+    optimizer = torch.optim.AdamW(
+        model.parameters(), lr=t.lr, betas=t.betas, weight_decay=t.weight_decay
+    )
+    accum, mb = t.batch_sequences // t.micro_batch_size, t.micro_batch_size
+    times = []
+    for step in range(steps + 1):
+        start = time.perf_counter()
+        x, y = sampler.next_batch()
+        for i in range(accum):
+            loss = model(x[i * mb : (i + 1) * mb], y[i * mb : (i + 1) * mb]).loss
+            (loss / accum).backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), t.grad_clip)
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        if step:
+            times.append(time.perf_counter() - start)
+    return [t.batch_tokens / seconds for seconds in times]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--steps", type=int, default=16)
+    parser.add_argument("--rounds", type=int, default=4)
+    args = parser.parse_args()
+    batch_tokens = 8 * 256
+    config = RunConfig(
+        model=ModelConfig(vocab_size=4096, d_model=288, n_layers=8, n_heads=6, max_seq_len=256),
+        data=DataConfig(vocab_size=4096),
+        train=TrainConfig(
+            tokens=args.steps * batch_tokens,
+            batch_tokens=batch_tokens,
+            micro_batch_size=4,
+            seq_len=256,
+            eval_interval=0,
+            eval_windows=8,
+            log_interval=4,
+            checkpoint_interval=10_000,
+        ),
+    )
+    prepare_data(config.data)  # outside both timings
+    plain_rates, our_rates = [], []
+    for _ in range(args.rounds):
+        plain_rates += plain_loop(config, args.steps)
+        with tempfile.TemporaryDirectory() as run_dir:
+            train(config, run_dir, progress=False)
+            metrics = (Path(run_dir) / "metrics.jsonl").read_text().splitlines()
+        our_rates += [json.loads(line)["tokens_per_s"] for line in metrics[1:]]
+    plain, ours = statistics.median(plain_rates), statistics.median(our_rates)
+    print(f"machine: {platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}")
+    print("| loop | tokens/s |")
+    print("|---|---|")
+    print(f"| plain PyTorch loop (same model, data, batch) | {plain:,.0f} |")
+    print(f"| scaling trainer | {ours:,.0f} |")
+    print(f"\nscaling / plain: {ours / plain:.3f} (target >= 0.95)")
+
+
+if __name__ == "__main__":
+    main()
