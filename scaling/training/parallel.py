@@ -61,8 +61,9 @@ def setup(cfg: TrainConfig) -> Runtime:
         mode = "single" if world_size == 1 else ("fsdp" if cuda else "ddp")
     if world_size == 1:
         mode = "single"
-    mixed = "bf16" if cfg.precision == "bf16" and mode != "fsdp" else "no"
-    accelerator = Accelerator(cpu=not cuda, mixed_precision=mixed)
+    # Precision is ours (``autocast`` below, or FSDP2's policy), not Accelerate's: its state is
+    # a per-process singleton that cannot change between runs of one process.
+    accelerator = Accelerator(cpu=not cuda)
     return Runtime(
         accelerator=accelerator,
         mode=mode,

@@ -187,3 +187,22 @@ def test_sigterm_leaves_a_checkpoint_and_resumes(tmp_path):
     resumed = _run_in_subprocess(config_path, run)
     assert resumed.wait(timeout=300) == 0
     assert json.loads((run / "result.json").read_text())["resumed_from_step"] == state["step"]
+
+
+def test_activation_checkpointing_changes_nothing_but_memory(tmp_path):
+    plain = train(tiny_run(tokens=6 * 1024), tmp_path / "plain", progress=False)
+    checkpointed = train(
+        tiny_run(tokens=6 * 1024, activation_checkpointing=True), tmp_path / "ckpt", progress=False
+    )
+    assert checkpointed["final_eval_loss"] == pytest.approx(plain["final_eval_loss"], rel=1e-6)
+
+
+def test_bf16_autocast_on_cpu(tmp_path):
+    result = train(tiny_run(tokens=20 * 1024, precision="bf16"), tmp_path, progress=False)
+    assert result["status"] == "done" and result["final_eval_loss"] < math.log(512)
+
+
+def test_missing_tracker_package_is_a_clear_error(tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "torch.utils.tensorboard", None)
+    with pytest.raises(ConfigError, match=r"tensorboard is not installed.*scaling\[trackers\]"):
+        train(tiny_run(trackers=("tensorboard",)), tmp_path, progress=False)
