@@ -138,6 +138,8 @@ def describe_validation_error(err: ValidationError, source: str | Path) -> str:
         message = "unknown key"
     elif first["type"] == "literal_error":
         message = f"got {first['input']!r}; " + message
+    elif first["type"] == "union_tag_invalid":
+        message = f"got {first['input'].get('kind')!r}; " + message
     rest = len(err.errors()) - 1
     more = f" (and {rest} more)" if rest else ""
     # A cross-field check has no location; its message names the fields itself.

@@ -91,19 +91,32 @@ def _exclusive_lock(path: Path) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
+def _cache_key(cfg: DataConfig, fingerprint: str) -> str:
+    key_fields = {
+        "format": FORMAT_VERSION,
+        "corpus": fingerprint,
+        "tokenizer": _tokenizer_key(cfg),
+        "val_fraction": cfg.val_fraction,
+    }
+    return hashlib.sha256(json.dumps(key_fields, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def find_prepared(
+    cfg: DataConfig, cache: Path | None = None
+) -> tuple[PreparedData | None, ReadStats]:
+    """The complete cache entry of ``cfg`` if there is one (nothing is built), and what
+    reading the corpus found."""
+    fingerprint, stats = corpus_fingerprint(cfg)
+    entry = (cache or cache_dir()) / "data" / _cache_key(cfg, fingerprint)
+    return (PreparedData.load(entry) if (entry / "meta.json").is_file() else None), stats
+
+
 def prepare_data(
     cfg: DataConfig, cache: Path | None = None, progress: bool = False
 ) -> PreparedData:
     """The prepared data of ``cfg``: from the cache when there, built (once) otherwise."""
     fingerprint, stats = corpus_fingerprint(cfg)
-    tokenizer_key = _tokenizer_key(cfg)
-    key_fields = {
-        "format": FORMAT_VERSION,
-        "corpus": fingerprint,
-        "tokenizer": tokenizer_key,
-        "val_fraction": cfg.val_fraction,
-    }
-    key = hashlib.sha256(json.dumps(key_fields, sort_keys=True).encode()).hexdigest()[:16]
+    key = _cache_key(cfg, fingerprint)
     root = (cache or cache_dir()) / "data"
     entry = root / key
     if (entry / "meta.json").is_file():

@@ -1,0 +1,109 @@
+"""Writing a plan (plan.csv, sweep.toml, runs/<id>/config.json) and summarising it."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from scaling.config import DataConfig, TrainConfig
+from scaling.fileio import write_atomic, write_json_atomic
+from scaling.planning.plan import Plan
+from scaling.planning.spec import SweepSpec
+
+# Sustained FLOP/s a device reaches at 100% MFU (peak dense bf16 for GPUs); the CPU entry is
+# what 2 cores of this project's CI machine sustain on 10M-parameter models (BENCHMARKS.md),
+# so its default MFU is 1.
+DEVICES = {
+    "cpu": (1.1e11, 1.0),
+    "a100": (312e12, 0.4),
+    "h100": (989e12, 0.4),
+    "h200": (989e12, 0.4),
+}
+TOKENS_PER_BYTE_GUESS = 0.3  # BPE on text or code, when the corpus is not prepared yet
+
+
+def plan_frame(plan: Plan) -> pd.DataFrame:
+    return pd.DataFrame([{k: v for k, v in row.items() if k != "config"} for row in plan.runs])
+
+
+def corpus_tokens(data: DataConfig) -> tuple[float, str]:
+    """Training tokens of the corpus: exact when prepared in the cache, else estimated."""
+    from scaling.data import list_cache
+    from scaling.data.corpus import corpus_fingerprint
+
+    fingerprint, stats = corpus_fingerprint(data)
+    for entry in list_cache():
+        if (
+            entry.meta.get("corpus_fingerprint") == fingerprint
+            and entry.meta.get("config", {}).get("tokenizer") == data.tokenizer
+        ):
+            return float(entry.meta["train"]["tokens"]), "prepared"
+    per_byte = 1.0 if data.tokenizer == "bytes" else TOKENS_PER_BYTE_GUESS
+    return stats.bytes * (1 - data.val_fraction) * per_byte, "estimated"
+
+
+def summary(plan: Plan, spec: SweepSpec, device: str, mfu: float | None) -> dict[str, Any]:
+    frame = plan_frame(plan)
+    peak, default_mfu = DEVICES[device]
+    rate = peak * (mfu if mfu is not None else default_mfu)
+    largest = frame.loc[frame["params"].idxmax()]
+    corpus, how = corpus_tokens(spec.data)
+    return {
+        "runs": len(frame),
+        "budgets": sorted(frame.loc[frame["kind"] != "fixed", "budget"].unique().tolist()),
+        "total_flops": float(frame["flops"].sum()),
+        "largest_run": {
+            "run_id": largest["run_id"],
+            "params": int(largest["params"]),
+            "tokens": int(largest["tokens"]),
+            "flops": float(largest["flops"]),
+        },
+        "corpus_tokens": corpus,
+        "corpus_tokens_are": how,
+        "max_epochs": float(frame["tokens"].max()) / corpus,
+        "runs_repeating_data": int((frame["tokens"] > corpus).sum()),
+        "device": device,
+        "assumed_flops_per_s": rate,
+        "estimated_wall_s": float(frame["flops"].sum()) / rate,
+        "warnings": plan.warnings,
+        "duplicates": plan.duplicates,
+    }
+
+
+def _toml_ready(value: Any) -> Any:
+    """TOML has no null: drop Nones; tuples become lists."""
+    if isinstance(value, dict):
+        return {k: _toml_ready(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list | tuple):
+        return [_toml_ready(v) for v in value]
+    return value
+
+
+def write_plan(plan: Plan, spec: SweepSpec, out: Path) -> dict[str, list[str]]:
+    """Write the plan; keep every existing run directory. Returns which runs are new, kept
+    (same run_id: its results untouched) and no longer in the spec (left on disk)."""
+    import tomli_w
+
+    previous: list[str] = []
+    if (out / "plan.csv").is_file():
+        previous = pd.read_csv(out / "plan.csv", dtype={"run_id": str})["run_id"].tolist()
+    new, kept = [], []
+    for row in plan.runs:
+        run_dir = out / "runs" / row["run_id"]
+        if (run_dir / "config.json").is_file():
+            kept.append(row["run_id"])
+            continue
+        write_json_atomic(run_dir / "config.json", row["config"].model_dump(mode="json"))
+        new.append(row["run_id"])
+    resolved = spec.model_dump(mode="json")
+    defaults = TrainConfig().model_dump(mode="json", exclude={"tokens"})
+    resolved["train"] = {**defaults, **resolved["train"]}  # the defaults every run starts from
+    write_atomic(out / "sweep.toml", tomli_w.dumps(_toml_ready(resolved)))
+    buffer = io.StringIO()
+    plan_frame(plan).to_csv(buffer, index=False)
+    write_atomic(out / "plan.csv", buffer.getvalue())
+    current = {row["run_id"] for row in plan.runs}
+    return {"new": new, "kept": kept, "dropped": [r for r in previous if r not in current]}

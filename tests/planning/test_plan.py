@@ -1,0 +1,217 @@
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from scaling.cli import app
+from scaling.config import ModelConfig, RunConfig
+from scaling.counting import flops_per_token
+from scaling.fitting.hparams import HparamsLaw
+from scaling.fitting.parametric import ParametricLaw
+from scaling.planning.plan import plan_sweep, run_id_of
+from scaling.planning.shapes import search_shapes
+from scaling.planning.spec import ShapeRules, load_spec
+
+SWEEPS = Path(__file__).parents[2] / "sweeps"
+runner = CliRunner()
+
+SPEC = """
+[sweep]
+name = "test"
+flop_formula = "{formula}"
+
+[model]
+vocab_size = 4096
+max_seq_len = 256
+head_dim = 32
+d_model_multiple = 32
+aspect_ratio_range = [16, 128]
+
+[data]
+source = "{corpus}"
+vocab_size = 4096
+
+[train]
+seq_len = 256
+batch_tokens = 8192
+micro_batch_size = 8
+lr = "0.01 * (N / 1e6) ** -0.3"
+
+[[grid]]
+kind = "isoflop"
+budgets = {budgets}
+sizes = 5
+spread = 3.0
+"""
+
+
+@pytest.fixture
+def corpus(tmp_path):
+    root = tmp_path / "corpus"
+    root.mkdir()
+    (root / "a.txt").write_text("some text for the corpus\n" * 2000)
+    return root
+
+
+def write_spec(tmp_path, corpus, formula="6N", budgets="[1e16, 1e17]", extra=""):
+    path = tmp_path / "spec.toml"
+    path.write_text(SPEC.format(formula=formula, corpus=corpus, budgets=budgets) + extra)
+    return path
+
+
+@pytest.mark.parametrize("formula", ["6N", "6N_nonembedding", "chinchilla", "exact"])
+def test_isoflop_runs_land_on_their_budget(tmp_path, corpus, formula):
+    spec_path = write_spec(tmp_path, corpus, formula)
+    plan = plan_sweep(load_spec(spec_path), tmp_path)
+    assert len(plan.runs) == 10
+    for row in plan.runs:
+        config = row["config"]
+        per_token = flops_per_token(config.model, config.train.seq_len, formula)
+        assert config.train.tokens * per_token == pytest.approx(row["budget"], rel=0.02)
+        assert row["flops"] == pytest.approx(config.train.tokens * per_token)
+        if row["target_params"] > 1e6:
+            assert abs(row["size_error"]) < 0.10
+        # the learning-rate formula of N was applied to each run's own size
+        assert config.train.lr == pytest.approx(0.01 * (row["params"] / 1e6) ** -0.3)
+
+
+def test_sizes_spread_around_twenty_tokens_per_parameter(tmp_path, corpus):
+    plan = plan_sweep(load_spec(write_spec(tmp_path, corpus, budgets="[1e18]")), tmp_path)
+    ratios = sorted(row["tokens_per_param"] for row in plan.runs)
+    assert ratios[2] == pytest.approx(20, rel=0.25)  # the centre size
+    assert ratios[0] < 5 < 80 < ratios[-1]
+
+
+def test_shapes_grow_smoothly():
+    shapes = search_shapes(list(np.logspace(7, 9.5, 13)), {"vocab_size": 8192}, ShapeRules())
+    configs = [shapes[t].config for t in sorted(shapes)]
+    for a, b in zip(configs, configs[1:], strict=False):
+        # depth and width grow together; a size may trade at most one layer for width
+        assert b.n_layers >= a.n_layers - 1 and b.d_model >= a.d_model
+        assert b.n_layers * b.d_model**2 > a.n_layers * a.d_model**2
+    assert configs[-1].n_layers >= 3 * configs[0].n_layers
+    # each size's shape is its own: the same with or without the other sizes
+    target = sorted(shapes)[6]
+    assert search_shapes([target], {"vocab_size": 8192}, ShapeRules())[target] == shapes[target]
+    for target, shape in shapes.items():
+        assert abs(shape.error) < 0.10, target
+        assert 16 <= shape.config.d_model / shape.config.n_layers <= 256
+
+
+def test_run_ids_are_stable(tmp_path, corpus):
+    spec = load_spec(write_spec(tmp_path, corpus))
+    first = [row["run_id"] for row in plan_sweep(spec, tmp_path).runs]
+    assert first == [row["run_id"] for row in plan_sweep(spec, tmp_path).runs]
+    # the id hashes the config alone, so any machine computes the same one
+    config = RunConfig(model=ModelConfig(d_model=64, n_layers=2, n_heads=2))
+    assert run_id_of(config) == run_id_of(RunConfig.model_validate_json(config.model_dump_json()))
+    assert run_id_of(config) == "17ed02b3ec8e"
+
+
+def test_replanning_keeps_results_and_lists_dropped_runs(tmp_path, corpus):
+    out = tmp_path / "RUNS"
+    spec_path = write_spec(tmp_path, corpus, budgets="[1e16, 1e17]")
+    result = runner.invoke(app, ["plan", str(spec_path), "--out", str(out), "--json"])
+    assert result.exit_code == 0, result.output
+    first = pd.read_csv(out / "plan.csv", dtype={"run_id": str})
+    kept_id = first["run_id"].iloc[0]
+    (out / "runs" / kept_id / "result.json").write_text('{"status": "done"}')
+    assert (out / "sweep.toml").is_file()
+    spec_path = write_spec(tmp_path, corpus, budgets="[1e17, 1e18]")
+    result = runner.invoke(app, ["plan", str(spec_path), "--out", str(out), "--json"])
+    assert result.exit_code == 0, result.output
+    changes = json.loads(result.output)["changes"]
+    assert len(changes["kept"]) == 5 and len(changes["new"]) == 5
+    assert set(changes["dropped"]) == set(first["run_id"][first["budget"] == 1e16])
+    assert (out / "runs" / kept_id / "result.json").read_text() == '{"status": "done"}'
+    assert all((out / "runs" / run_id).is_dir() for run_id in first["run_id"])
+
+
+def test_every_example_spec_plans():
+    for path in sorted(SWEEPS.glob("*.toml")):
+        result = runner.invoke(app, ["plan", str(path), "--dry-run", "--json"])
+        assert result.exit_code == 0, (path, result.output)
+        assert json.loads(result.output)["summary"]["runs"] >= 10
+
+
+def test_moe_grid_holds_active_parameters_equal():
+    plan = plan_sweep(load_spec(SWEEPS / "moe.toml"), SWEEPS)
+    frame = pd.DataFrame([{k: v for k, v in r.items() if k != "config"} for r in plan.runs])
+    for _, group in frame.groupby(["budget", "target_params"]):
+        assert sorted(group["n_experts"]) == [0, 4, 8, 16]
+        assert (abs(group["params_active"] / group["target_params"] - 1) < 0.1).all()
+        assert group["params"].max() > group["params_active"].max()
+
+
+def test_rules_from_fit_files(tmp_path, corpus):
+    ParametricLaw(params={"E": 1.69, "A": 406.4, "B": 410.7, "alpha": 0.34, "beta": 0.28}).to_json(
+        tmp_path / "law.json"
+    )
+    HparamsLaw(params={"k_lr": 0.3, "e_lr": -0.1, "k_batch": 0.25, "e_batch": 0.3}).to_json(
+        tmp_path / "hp.json"
+    )
+    spec_path = write_spec(tmp_path, corpus, budgets="[1e18]")
+    text = spec_path.read_text().replace('lr = "0.01 * (N / 1e6) ** -0.3"', 'lr = "fit:hp.json"')
+    text = text.replace("batch_tokens = 8192", 'batch_tokens = "fit:hp.json"')
+    spec_path.write_text(text.replace("spread = 3.0", 'spread = 3.0\ncentre = "fit:law.json"'))
+    plan = plan_sweep(load_spec(spec_path), tmp_path)
+    centre = sorted(plan.runs, key=lambda r: r["params"])[2]
+    optimum = ParametricLaw.from_json(tmp_path / "law.json").optimum(1e18)["params"]
+    assert centre["target_params"] == pytest.approx(optimum, rel=1e-6)
+    assert centre["config"].train.lr == pytest.approx(0.3 * 1e18**-0.1)
+    assert centre["config"].train.batch_tokens == pytest.approx(0.25 * 1e18**0.3, rel=0.05)
+
+
+BAD = [
+    ("[sweep\nname = 'x'", "not valid TOML"),
+    ("", "grid: Field required"),
+    (
+        "[[grid]]\nkind = 'isoflop'\nbudgets = [1e16]\n[model]\nd_model = 512\n",
+        "model.d_model is chosen by the shape search",
+    ),
+    ("[[grid]]\nkind = 'isoflop'\nbudgets = [1e16]\n[model]\nwidth = 3\n", "width"),
+    ("[[grid]]\nkind = 'spiral'\n", "'spiral'"),
+    ("[[grid]]\nkind = 'isoflop'\nbudgets = [1e16]\n[sweeep]\nname = 'x'\n", "sweeep"),
+    ("[[grid]]\nkind = 'isoflop'\nbudgets = [1e5]\n", "less than one optimizer step"),
+    ("[[grid]]\nkind = 'grid'\naxes = {}\n", "axes must name at least one field"),
+    ("[[grid]]\nkind = 'grid'\naxes = { 'model.n_experts' = [0, 4] }\n", "give no run"),
+    (
+        "[[grid]]\nkind = 'isoflop'\nbudgets = [1e16]\n[model]\naspect_ratio = 500\n",
+        "aspect_ratio (500.0) lies outside aspect_ratio_range",
+    ),
+    (
+        "[[grid]]\nkind = 'isoflop'\nbudgets = [1e16]\ncentre = 'fit:nope.json'\n",
+        "no such fit file",
+    ),
+    (
+        "[[grid]]\nkind = 'isoflop'\nbudgets = [1e16]\ncentre = 'fit:law.json'\n",
+        "holds a kaplan law",
+    ),
+    ("[[grid]]\nkind = 'fixed'\nparams = [1e6]\n", "give exactly one of tokens"),
+    (
+        "[[grid]]\nkind = 'isoflop'\nbudgets = [1e16]\n[train]\ntokens = 5\n",
+        "train.tokens is set per run",
+    ),
+    ("[[grid]]\nkind = 'isoflop'\nbudgets = [1e16]\n[train]\nlr = 'N ** '\n", "cannot evaluate"),
+    ("[[grid]]\nkind = 'grid'\naxes = { 'n_experts' = [0] }\n", "name fields as model.X"),
+]
+
+
+@pytest.mark.parametrize("text, message", BAD)
+def test_bad_specs_exit_2_and_write_nothing(tmp_path, text, message):
+    from scaling.fitting.kaplan import KaplanLaw
+
+    KaplanLaw(params={"N_c": 1e13, "alpha_N": 0.07, "D_c": 1e13, "alpha_D": 0.09}).to_json(
+        tmp_path / "law.json"
+    )
+    spec = tmp_path / "bad.toml"
+    spec.write_text(text)
+    out = tmp_path / "RUNS"
+    result = runner.invoke(app, ["plan", str(spec), "--out", str(out)])
+    assert result.exit_code == 2, result.output
+    assert message in result.output, result.output
+    assert "Traceback" not in result.output
+    assert not out.exists()
