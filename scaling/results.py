@@ -63,6 +63,8 @@ def load(runs: str | Path, include_pending: bool = False) -> pd.DataFrame:
             "tokens": result.get("tokens", planned.get("tokens")),
             "flops": result.get("flops", planned.get("flops")),
             "wall_s": result.get("wall_s"),
+            "unique_tokens": result.get("unique_tokens"),
+            "epochs": result.get("epochs"),
             "error": result.get("error"),
         }
         rows.append({**base, "branch": "final"})

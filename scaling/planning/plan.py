@@ -73,6 +73,12 @@ def _centre(grid, budget: float, spec_dir: Path) -> float:
     return math.sqrt(budget / (6 * tokens_per_param))
 
 
+def _corpus_bytes(spec: SweepSpec) -> int:
+    from scaling.data.corpus import corpus_fingerprint
+
+    return corpus_fingerprint(spec.data)[1].bytes
+
+
 def _requests(spec: SweepSpec, spec_dir: Path) -> list[Request]:
     by_grid: dict[str, list[Request]] = {}
     for grid in spec.grid:
@@ -100,11 +106,18 @@ def _requests(spec: SweepSpec, spec_dir: Path) -> list[Request]:
                         Request(grid.name, "hparams", centre, budget=budget, overrides=overrides)
                     )
         elif isinstance(grid, FixedGrid):
-            for n in grid.params:
-                for t in grid.tokens or [None]:
-                    out.append(Request(grid.name, "fixed", n, tokens=t))
-                for ratio in grid.tokens_per_param or []:
-                    out.append(Request(grid.name, "fixed", n, tokens=ratio * n))
+            token_counts = [(n, t) for n in grid.params for t in grid.tokens or []]
+            token_counts += [(n, r * n) for n in grid.params for r in grid.tokens_per_param or []]
+            for fraction in grid.corpus_fractions:
+                overrides = (
+                    {}
+                    if fraction == 1
+                    else {"data.max_bytes": max(1, int(fraction * _corpus_bytes(spec)))}
+                )
+                out += [
+                    Request(grid.name, "fixed", n, tokens=t, overrides=overrides)
+                    for n, t in token_counts
+                ]
         elif isinstance(grid, CartesianGrid) and grid.params:
             out += [
                 Request(grid.name, "grid", n, tokens=t)

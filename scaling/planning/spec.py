@@ -100,9 +100,14 @@ class FixedGrid(Strict):
     params: list[float] = Field(min_length=1)
     tokens: list[float] | None = None
     tokens_per_param: list[float] | None = None
+    corpus_fractions: list[float] = Field(
+        [1.0], description="repetition study: train on this share of the corpus (data.max_bytes)"
+    )
 
     @model_validator(mode="after")
     def _one_token_axis(self) -> FixedGrid:
+        if any(not 0 < f <= 1 for f in self.corpus_fractions):
+            raise ValueError("corpus_fractions must lie in (0, 1]")
         if (self.tokens is None) == (self.tokens_per_param is None):
             raise ValueError("give exactly one of tokens and tokens_per_param")
         return self

@@ -329,6 +329,7 @@ def train(config: RunConfig, run_dir: str | Path, progress: bool = True) -> dict
                 flops=tokens * trainer.flops_per_token,
                 steps=trainer.state["step"],
                 epochs=trainer.sampler.epochs,
+                unique_tokens=trainer.data.meta["train"]["tokens"],
             )
         except Diverged as reason:
             result.update(status="diverged", reason=str(reason), step=trainer.state["step"])

@@ -215,3 +215,25 @@ def test_bad_specs_exit_2_and_write_nothing(tmp_path, text, message):
     assert message in result.output, result.output
     assert "Traceback" not in result.output
     assert not out.exists()
+
+
+def test_fixed_grid_with_corpus_fractions(tmp_path, corpus):
+    spec_path = tmp_path / "fixed.toml"
+    spec_path.write_text(
+        SPEC.split("[[grid]]")[0].format(formula="6N", corpus=corpus, budgets="[]")
+        + """
+[[grid]]
+kind = "fixed"
+params = [1e6, 4e6]
+tokens_per_param = [10, 40]
+corpus_fractions = [1.0, 0.1]
+"""
+    )
+    plan = plan_sweep(load_spec(spec_path), tmp_path)
+    assert len(plan.runs) == 8
+    limited = [r for r in plan.runs if r["config"].data.max_bytes]
+    assert len(limited) == 4
+    corpus_bytes = sum(p.stat().st_size for p in corpus.iterdir())
+    assert limited[0]["config"].data.max_bytes == int(0.1 * corpus_bytes)
+    for row in plan.runs:
+        assert row["tokens"] == pytest.approx(row["tokens_per_param"] * row["params"], rel=1e-9)
