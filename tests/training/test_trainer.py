@@ -29,7 +29,8 @@ def test_tiny_models_learn(tmp_path, model):
     assert result["final_eval_loss"] < math.log(512) - 1.2
     assert result["tokens"] == 60 * 1024 and result["steps"] == 60
     assert result["unique_tokens"] > 0 and result["epochs"] == 60 * 1024 / (
-        (result["unique_tokens"] - 1) // 64 * 64)
+        (result["unique_tokens"] - 1) // 64 * 64
+    )
     lines = read_metrics(tmp_path)
     assert [line["step"] for line in lines if "eval_loss" in line] == [20, 40, 60]
     first = lines[0]
