@@ -1,0 +1,157 @@
+"""`scaling launch` and `scaling status`."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from scaling.cli import JsonOption, app, fail
+
+RunsArg = Annotated[Path, typer.Argument(metavar="RUNS", help="A planned runs directory.")]
+StaleOption = Annotated[
+    float,
+    typer.Option(
+        help="Seconds without a heartbeat after which a running claim is stale and taken over."
+    ),
+]
+
+
+@app.command()
+def launch(
+    runs: RunsArg,
+    executor: Annotated[str, typer.Option(help="local or slurm.")] = "local",
+    max_parallel: Annotated[int, typer.Option(help="Runs at once (local).")] = 1,
+    gpus_per_run: Annotated[int, typer.Option(help="GPUs per run; >1 starts torchrun.")] = 1,
+    order: Annotated[str, typer.Option(help="small-first or large-first.")] = "small-first",
+    only: Annotated[
+        str | None,
+        typer.Option(
+            help="Run ids (prefixes, comma-separated), a budget, or a query over plan.csv."
+        ),
+    ] = None,
+    skip: Annotated[str | None, typer.Option(help="Like --only, for runs to leave out.")] = None,
+    retries: Annotated[int, typer.Option(help="Retries of a failed run.")] = 0,
+    retry_diverged: Annotated[bool, typer.Option(help="Retry diverged runs too.")] = False,
+    stale_after: StaleOption = 120.0,
+    dry_run: Annotated[bool, typer.Option(help="Slurm: print the sbatch script only.")] = False,
+    progress: Annotated[bool, typer.Option(help="The live table.")] = True,
+) -> None:
+    """Train every pending run of a plan, each exactly once, resuming any that stopped.
+
+    Two launchers on one directory share the work. Ctrl-C checkpoints the running runs;
+    launching again resumes them.
+    Example: scaling launch scaling-demo --max-parallel 2
+    """
+    import torch
+
+    torch.set_flush_denormal(True)
+
+    from scaling.config import ConfigError
+    from scaling.launching.local import LaunchOptions, LocalExecutor
+
+    options = LaunchOptions(
+        max_parallel=max_parallel,
+        gpus_per_run=gpus_per_run,
+        order=order,
+        only=only,
+        skip=skip,
+        retries=retries,
+        retry_diverged=retry_diverged,
+        stale_after=stale_after,
+        progress=progress,
+    )
+    if max_parallel < 1 or gpus_per_run < 1 or retries < 0:
+        raise fail("--max-parallel and --gpus-per-run must be at least 1, --retries at least 0")
+    try:
+        if executor == "slurm":
+            from scaling.launching.slurm import launch_slurm
+
+            typer.echo(launch_slurm(runs, options, dry_run=dry_run))
+            return
+        if executor != "local":
+            raise fail(f"--executor {executor!r}: local or slurm")
+        local = LocalExecutor(runs, options)
+    except ConfigError as err:
+        raise fail(str(err)) from None
+    finished = _run_with_table(local, runs, progress, stale_after)
+    failed = [run_id for run_id, status in finished.items() if status != "done"]
+    typer.echo(
+        f"{len(finished)} run(s) trained here; "
+        + (f"not done: {', '.join(failed)}" if failed else "all done")
+    )
+    if failed:
+        raise typer.Exit(code=1)
+
+
+def _run_with_table(local, runs: Path, progress: bool, stale_after: float) -> dict[str, str]:
+    from rich.console import Console
+    from rich.live import Live
+
+    from scaling.launching.status import render, status_frame
+
+    console = Console()
+    if not (progress and console.is_terminal):
+        seen: set[str] = set()
+
+        def report(executor):
+            for run_id, status in executor.finished.items():
+                if run_id not in seen:
+                    seen.add(run_id)
+                    console.print(f"{run_id}: {status}")
+
+        try:
+            return local.run(on_tick=report)
+        except KeyboardInterrupt:
+            raise fail("interrupted: running runs checkpointed; launch again to resume") from None
+    last = [0.0]
+    with Live(render(status_frame(runs, stale_after)), console=console) as live:
+
+        def refresh(executor):
+            if time.time() - last[0] > 1.0:
+                live.update(render(status_frame(runs, stale_after)))
+                last[0] = time.time()
+
+        try:
+            finished = local.run(on_tick=refresh)
+        except KeyboardInterrupt:
+            raise fail("interrupted: running runs checkpointed; launch again to resume") from None
+        live.update(render(status_frame(runs, stale_after)))
+    return finished
+
+
+@app.command()
+def status(
+    runs: RunsArg,
+    watch: Annotated[bool, typer.Option(help="Refresh every few seconds until Ctrl-C.")] = False,
+    stale_after: StaleOption = 120.0,
+    as_json: JsonOption = False,
+) -> None:
+    """Where the grid stands: per run its state, tokens, loss, wall time; per budget the
+    counts of done, running, pending, stale, failed and diverged runs."""
+    from scaling.config import ConfigError
+    from scaling.launching.status import render, status_frame
+
+    try:
+        frame = status_frame(runs, stale_after)
+    except ConfigError as err:
+        raise fail(str(err)) from None
+    if as_json:
+        typer.echo(json.dumps(json.loads(frame.to_json(orient="records"))))
+        return
+    from rich.console import Console
+    from rich.live import Live
+
+    if not watch:
+        Console().print(render(frame))
+        return
+    with Live(render(frame), refresh_per_second=1) as live:
+        try:
+            while True:
+                time.sleep(2)
+                live.update(render(status_frame(runs, stale_after)))
+        except KeyboardInterrupt:
+            pass

@@ -1,0 +1,108 @@
+"""Run state from files, and the exclusive claim that makes every run train exactly once.
+
+A run is ``done``, ``failed`` or ``diverged`` when its result.json says so; ``running`` while a
+claim file exists whose heartbeat (the file's modification time, refreshed by its owner) is
+fresh; ``stale`` when that heartbeat is older than the timeout (its owner died: the claim may
+be taken over and the run resumes from its checkpoint); ``pending`` otherwise.
+
+Claims are created with O_CREAT | O_EXCL, atomic on local file systems and on NFS v3+, so two
+launchers on one directory, on one machine or on two sharing a file system, never both win.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import threading
+import time
+from pathlib import Path
+
+STATES = ("pending", "running", "stale", "done", "failed", "diverged")
+DEFAULT_STALE_AFTER = 120.0
+
+
+def claim_path(run_dir: Path) -> Path:
+    return run_dir / "claim.json"
+
+
+def run_state(run_dir: Path, stale_after: float = DEFAULT_STALE_AFTER) -> str:
+    result = run_dir / "result.json"
+    if result.is_file():
+        try:
+            return json.loads(result.read_text()).get("status", "failed")
+        except json.JSONDecodeError:
+            return "failed"
+    claim = claim_path(run_dir)
+    try:
+        age = time.time() - claim.stat().st_mtime
+    except FileNotFoundError:
+        return "pending"
+    return "running" if age < stale_after else "stale"
+
+
+def read_claim(run_dir: Path) -> dict:
+    try:
+        return json.loads(claim_path(run_dir).read_text())
+    except (FileNotFoundError, json.JSONDecodeError):
+        return {}
+
+
+def try_claim(run_dir: Path, stale_after: float = DEFAULT_STALE_AFTER) -> bool:
+    """Claim the run for this process; True when it is ours. A stale claim is moved aside
+    (one rename wins) and claimed afresh."""
+    claim = claim_path(run_dir)
+    if run_state(run_dir, stale_after) == "stale":
+        aside = run_dir / f"claim.stale.{os.getpid()}.{time.time_ns()}"
+        try:
+            claim.rename(aside)
+            if time.time() - aside.stat().st_mtime < stale_after:
+                # between our look and our rename another launcher took the stale claim over
+                # and wrote a fresh one: put it back (link never overwrites) and stand aside
+                try:
+                    os.link(aside, claim)
+                finally:
+                    aside.unlink()
+                return False
+        except FileNotFoundError:
+            pass  # another launcher moved it first
+        except FileExistsError:
+            return False
+    if (run_dir / "result.json").is_file():
+        return False
+    try:
+        fd = os.open(claim, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+    except FileExistsError:
+        return False
+    with os.fdopen(fd, "w") as handle:
+        json.dump(
+            {"host": socket.gethostname(), "pid": os.getpid(), "started": time.time()}, handle
+        )
+    return True
+
+
+def release(run_dir: Path) -> None:
+    claim_path(run_dir).unlink(missing_ok=True)
+
+
+class Heartbeat:
+    """Refreshes the claims of the runs this process owns until stopped."""
+
+    def __init__(self, interval: float):
+        self.interval = interval
+        self.runs: set[Path] = set()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._beat, daemon=True)
+        self._thread.start()
+
+    def _beat(self) -> None:
+        while not self._stop.wait(self.interval):
+            for run_dir in list(self.runs):
+                try:
+                    os.utime(claim_path(run_dir))
+                except FileNotFoundError:
+                    self.runs.discard(run_dir)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join()

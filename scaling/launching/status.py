@@ -1,0 +1,105 @@
+"""Where a grid stands: one row per run from its files, and the table humans read."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+
+from scaling.launching import state
+from scaling.launching.local import last_metrics, read_plan
+
+
+def status_frame(runs: Path, stale_after: float = state.DEFAULT_STALE_AFTER) -> pd.DataFrame:
+    plan = read_plan(runs)
+    rows = []
+    for planned in plan.itertuples():
+        run_dir = runs / "runs" / planned.run_id
+        status = state.run_state(run_dir, stale_after)
+        row = {
+            "run_id": planned.run_id,
+            "budget": planned.budget,
+            "params": planned.params,
+            "state": status,
+            "tokens_total": planned.tokens,
+            "tokens_done": 0,
+            "loss": None,
+            "tokens_per_s": None,
+            "wall_s": None,
+            "eta_s": None,
+        }
+        result_path = run_dir / "result.json"
+        if status in ("done", "failed", "diverged") and result_path.is_file():
+            result = json.loads(result_path.read_text())
+            row.update(
+                tokens_done=result.get("tokens", 0),
+                loss=result.get("final_eval_loss"),
+                wall_s=result.get("wall_s"),
+                error=result.get("error") or result.get("reason"),
+            )
+        else:
+            last = last_metrics(run_dir)
+            if last:
+                row.update(
+                    tokens_done=last.get("tokens", 0),
+                    loss=last.get("eval_loss", last.get("train_loss")),
+                    tokens_per_s=last.get("tokens_per_s"),
+                    wall_s=last.get("time_s"),
+                )
+                if status == "running" and last.get("tokens_per_s"):
+                    row["eta_s"] = (planned.tokens - row["tokens_done"]) / last["tokens_per_s"]
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def render(frame: pd.DataFrame):
+    """A rich table: per run, then totals per budget."""
+    from rich.console import Group
+    from rich.table import Table
+
+    runs = Table(title="runs", title_justify="left")
+    for column in (
+        "run_id",
+        "budget",
+        "params",
+        "state",
+        "tokens",
+        "loss",
+        "tokens/s",
+        "wall",
+        "ETA",
+    ):
+        runs.add_column(column, justify="left" if column in ("run_id", "state") else "right")
+    colours = {
+        "done": "green",
+        "running": "cyan",
+        "failed": "red",
+        "diverged": "red",
+        "stale": "yellow",
+        "pending": "white",
+    }
+    for row in frame.sort_values(["budget", "params"]).itertuples():
+        runs.add_row(
+            row.run_id,
+            f"{row.budget:.3g}",
+            f"{row.params:,}",
+            f"[{colours[row.state]}]{row.state}[/]",
+            f"{row.tokens_done:,.0f}/{row.tokens_total:,.0f}",
+            "" if pd.isna(row.loss) else f"{row.loss:.4f}",
+            "" if pd.isna(row.tokens_per_s) else f"{row.tokens_per_s:,.0f}",
+            "" if pd.isna(row.wall_s) else f"{row.wall_s:,.0f}s",
+            "" if pd.isna(row.eta_s) else f"{row.eta_s:,.0f}s",
+        )
+    budgets = Table(title="budgets", title_justify="left")
+    for column in ("budget", *state.STATES):
+        budgets.add_column(column, justify="right")
+    for budget, group in frame.groupby("budget"):
+        counts = group["state"].value_counts()
+        budgets.add_row(f"{budget:.3g}", *(str(counts.get(s, 0)) for s in state.STATES))
+    done = frame["tokens_done"].sum() / max(frame["tokens_total"].sum(), 1)
+    return Group(
+        runs,
+        budgets,
+        f"{(frame['state'] == 'done').sum()}/{len(frame)} runs done, {done:.0%} of all tokens",
+    )

@@ -1,0 +1,172 @@
+"""The local launcher end to end on tiny plans (CPU)."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+from typer.testing import CliRunner
+
+from scaling.cli import app
+from scaling.launching import state
+
+pytestmark = pytest.mark.slow
+runner = CliRunner()
+
+SPEC = """
+[sweep]
+name = "tiny"
+min_steps = 5
+
+[model]
+vocab_size = 512
+max_seq_len = 64
+head_dim = 16
+d_model_multiple = 16
+aspect_ratio_range = [8, 64]
+
+[data]
+source = "{source}"
+max_bytes = 1_500_000
+val_fraction = 0.05
+vocab_size = 512
+
+[train]
+seq_len = 64
+batch_tokens = 1024
+micro_batch_size = 8
+eval_interval = 0
+eval_windows = 16
+log_interval = 5
+checkpoint_interval = 10
+
+[[grid]]
+kind = "fixed"
+params = {params}
+tokens = [{tokens}]
+"""
+
+
+@pytest.fixture
+def plan_dir(tmp_path, monkeypatch):
+    monkeypatch.setenv("SCALING_CACHE", str(tmp_path / "cache"))
+
+    def make(params="[3e4, 6e4, 1.2e5]", tokens=30720, source="builtin:python-stdlib"):
+        spec = tmp_path / "spec.toml"
+        spec.write_text(SPEC.format(params=params, tokens=tokens, source=source))
+        runs = tmp_path / "RUNS"
+        result = runner.invoke(app, ["plan", str(spec), "--out", str(runs)])
+        assert result.exit_code == 0, result.output
+        return runs
+
+    return make
+
+
+def launcher(runs, *args):
+    return subprocess.Popen([sys.executable, "-m", "scaling", "launch", str(runs), *args],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            env=dict(os.environ))
+
+
+def run_ids(runs):
+    return sorted(p.name for p in (runs / "runs").iterdir())
+
+
+def steps_of(run_dir):
+    return [json.loads(x)["step"] for x in (run_dir / "metrics.jsonl").read_text().splitlines()]
+
+
+def test_a_plan_runs_to_done_each_run_once(plan_dir):
+    runs = plan_dir()
+    process = launcher(runs, "--max-parallel", "2")
+    output, _ = process.communicate(timeout=600)
+    assert process.returncode == 0, output
+    for run_id in run_ids(runs):
+        run_dir = runs / "runs" / run_id
+        assert json.loads((run_dir / "result.json").read_text())["status"] == "done"
+        steps = steps_of(run_dir)
+        assert steps == sorted(set(steps))  # strictly increasing, none twice
+        assert not (run_dir / "claim.json").exists()
+    status = runner.invoke(app, ["status", str(runs), "--json"])
+    assert {row["state"] for row in json.loads(status.output)} == {"done"}
+    again = launcher(runs)
+    output, _ = again.communicate(timeout=120)
+    assert again.returncode == 0 and "0 run(s) trained here" in output
+
+
+def test_kill_9_of_the_launcher_then_resume(plan_dir, tmp_path):
+    runs = plan_dir(params="[6e4]", tokens=102400)
+    (run_id,) = run_ids(runs)
+    run_dir = runs / "runs" / run_id
+    first = launcher(runs, "--stale-after", "2")
+    deadline = time.time() + 300
+    while time.time() < deadline:
+        checkpoint = run_dir / "checkpoint" / "state.json"
+        if checkpoint.is_file() and json.loads(checkpoint.read_text())["step"] >= 30:
+            break
+        time.sleep(0.1)
+    first.send_signal(signal.SIGKILL)
+    first.wait()
+    time.sleep(3)  # the training child died with its launcher; its claim goes stale
+    assert state.run_state(run_dir, stale_after=2) == "stale"
+    second = launcher(runs, "--stale-after", "2")
+    output, _ = second.communicate(timeout=600)
+    assert second.returncode == 0, output
+    result = json.loads((run_dir / "result.json").read_text())
+    assert result["resumed_from_step"] >= 30
+    # the same final loss as the same config trained without interruption
+    from scaling.config import load_run_config
+    from scaling.training.trainer import train
+
+    reference = train(load_run_config(run_dir / "config.json"), tmp_path / "ref", progress=False)
+    assert result["final_eval_loss"] == pytest.approx(reference["final_eval_loss"], rel=1e-6)
+
+
+def test_two_launchers_share_the_work(plan_dir):
+    runs = plan_dir(params="[3e4, 4e4, 6e4, 8e4]")
+    a, b = launcher(runs), launcher(runs)
+    out_a, _ = a.communicate(timeout=600)
+    out_b, _ = b.communicate(timeout=600)
+    assert a.returncode == b.returncode == 0, out_a + out_b
+    trained_a = {line.split(":")[0] for line in out_a.splitlines() if line.endswith(": done")}
+    trained_b = {line.split(":")[0] for line in out_b.splitlines() if line.endswith(": done")}
+    assert not trained_a & trained_b
+    assert trained_a | trained_b == set(run_ids(runs))
+    for run_id in run_ids(runs):
+        result = json.loads((runs / "runs" / run_id / "result.json").read_text())
+        assert result["status"] == "done" and result["resumed_from_step"] is None
+
+
+def test_a_failing_run_is_marked_and_retried(plan_dir, tmp_path):
+    runs = plan_dir(params="[3e4, 6e4]")
+    bad_id = run_ids(runs)[0]
+    config_path = runs / "runs" / bad_id / "config.json"
+    config = json.loads(config_path.read_text())
+    config["data"]["source"] = str(tmp_path / "no-such-corpus")
+    config_path.write_text(json.dumps(config))
+    process = launcher(runs, "--retries", "1")
+    output, _ = process.communicate(timeout=600)
+    assert process.returncode == 1, output
+    result = json.loads((runs / "runs" / bad_id / "result.json").read_text())
+    assert result["status"] == "failed" and "does not exist" in result["error"]
+    assert (runs / "runs" / bad_id / "result.failed-1.json").is_file()  # the first attempt
+    good_id = run_ids(runs)[1]
+    assert json.loads((runs / "runs" / good_id / "result.json").read_text())["status"] == "done"
+
+
+def test_a_stale_claim_is_taken_over(plan_dir):
+    runs = plan_dir(params="[3e4]")
+    (run_id,) = run_ids(runs)
+    run_dir = runs / "runs" / run_id
+    (run_dir / "claim.json").write_text('{"host": "gone", "pid": 1}')
+    past = time.time() - 1000
+    os.utime(run_dir / "claim.json", (past, past))
+    assert state.run_state(run_dir, stale_after=120) == "stale"
+    assert not state.try_claim(run_dir, stale_after=2000)  # fresh enough under a long timeout
+    process = launcher(runs)
+    output, _ = process.communicate(timeout=600)
+    assert process.returncode == 0, output
+    assert json.loads((run_dir / "result.json").read_text())["status"] == "done"
