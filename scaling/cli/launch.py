@@ -38,6 +38,13 @@ def launch(
     retry_diverged: Annotated[bool, typer.Option(help="Retry diverged runs too.")] = False,
     stale_after: StaleOption = 120.0,
     dry_run: Annotated[bool, typer.Option(help="Slurm: print the sbatch script only.")] = False,
+    slurm: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="Slurm resources, KEY=VALUE (partition, account, time_min, nodes, gpus_per_node, "
+            "cpus_per_task, mem_gb, array_parallelism); override [launch.slurm]."
+        ),
+    ] = None,
     progress: Annotated[bool, typer.Option(help="The live table.")] = True,
 ) -> None:
     """Train every pending run of a plan, each exactly once, resuming any that stopped.
@@ -68,9 +75,11 @@ def launch(
         raise fail("--max-parallel and --gpus-per-run must be at least 1, --retries at least 0")
     try:
         if executor == "slurm":
+            from scaling.cli import _parse_override
             from scaling.launching.slurm import launch_slurm
 
-            typer.echo(launch_slurm(runs, options, dry_run=dry_run))
+            overrides = dict(_parse_override(item) for item in slurm or [])
+            typer.echo(launch_slurm(runs, options, dry_run=dry_run, overrides=overrides))
             return
         if executor != "local":
             raise fail(f"--executor {executor!r}: local or slurm")
