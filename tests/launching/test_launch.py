@@ -124,3 +124,48 @@ def test_a_stale_claim_is_taken_over(plan_dir):
     output, _ = process.communicate(timeout=600)
     assert process.returncode == 0, output
     assert json.loads((run_dir / "result.json").read_text())["status"] == "done"
+
+
+def test_ctrl_c_checkpoints_and_launching_again_resumes(plan_dir):
+    runs = plan_dir(params="[6e4]", tokens=204800)
+    (run_id,) = run_ids(runs)
+    run_dir = runs / "runs" / run_id
+    first = launcher(runs)
+    deadline = time.time() + 300
+    while (
+        time.time() < deadline
+        and len(steps_of(run_dir) if (run_dir / "metrics.jsonl").exists() else []) < 3
+    ):
+        time.sleep(0.1)
+    first.send_signal(signal.SIGINT)
+    output, _ = first.communicate(timeout=120)
+    assert first.returncode == 2 and "launch again to resume" in output, output
+    stopped_at = json.loads((run_dir / "checkpoint" / "state.json").read_text())["step"]
+    assert stopped_at >= 15 and not (run_dir / "claim.json").exists()
+    second = launcher(runs)
+    output, _ = second.communicate(timeout=600)
+    assert second.returncode == 0, output
+    assert json.loads((run_dir / "result.json").read_text())["resumed_from_step"] == stopped_at
+
+
+def test_select_runs_by_id_budget_query_and_order():
+    import pandas as pd
+
+    from scaling.config import ConfigError
+    from scaling.launching.local import LaunchOptions, select_runs
+
+    plan = pd.DataFrame(
+        {
+            "run_id": ["aa11", "bb22", "cc33"],
+            "budget": [1e15, 1e16, 1e16],
+            "flops": [1e15, 1e16, 1e16],
+            "params": [1e6, 2e6, 4e6],
+        }
+    )
+    assert select_runs(plan, LaunchOptions()) == ["aa11", "bb22", "cc33"]
+    assert select_runs(plan, LaunchOptions(order="large-first")) == ["cc33", "bb22", "aa11"]
+    assert select_runs(plan, LaunchOptions(only="bb,cc")) == ["bb22", "cc33"]
+    assert select_runs(plan, LaunchOptions(only="1e16", skip="cc33")) == ["bb22"]
+    assert select_runs(plan, LaunchOptions(only="params > 1.5e6")) == ["bb22", "cc33"]
+    with pytest.raises(ConfigError, match="--only/--skip"):
+        select_runs(plan, LaunchOptions(only="params >>> 2"))
