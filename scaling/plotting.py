@@ -1,0 +1,250 @@
+"""Figures from results and fits. Each function returns a matplotlib Figure, for notebooks;
+``scaling plot`` saves them. One style: log axes, FLOPs in scientific notation, sizes for a
+paper column (3.4 × 2.6 in) or a row (7 × 2.6 in)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")  # files, never a window: this runs on servers and in CI
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from scaling.fitting.isoflop import IsoFLOPLaw  # noqa: E402
+from scaling.fitting.parametric import ParametricLaw  # noqa: E402
+
+CHINCHILLA = ParametricLaw(params={"E": 1.69, "A": 406.4, "B": 410.7, "alpha": 0.34, "beta": 0.28})
+STYLE = {
+    "figure.dpi": 150,
+    "font.size": 8,
+    "axes.titlesize": 9,
+    "axes.labelsize": 8,
+    "legend.fontsize": 7,
+    "axes.grid": True,
+    "grid.alpha": 0.3,
+    "savefig.bbox": "tight",
+}
+plt.rcParams.update(STYLE)
+
+
+def _budget_colours(budgets):
+    budgets = sorted(set(budgets))
+    cmap = plt.get_cmap("viridis")
+    return {b: cmap(i / max(len(budgets) - 1, 1)) for i, b in enumerate(budgets)}
+
+
+def isoflop_profiles(points: pd.DataFrame, law: IsoFLOPLaw | None = None) -> plt.Figure:
+    """Loss against parameters per budget, with each budget's parabola and its minimum."""
+    fig, ax = plt.subplots(figsize=(3.4, 2.6))
+    colours = _budget_colours(points["budget"])
+    for budget, group in points.groupby("budget"):
+        group = group.sort_values("params")
+        ax.scatter(
+            group["params"], group["loss"], s=12, color=colours[budget], label=f"{budget:.0e} FLOPs"
+        )
+        x = np.log(group["params"].to_numpy())
+        if len(np.unique(x)) >= 3:
+            c2, c1, c0 = np.polyfit(x, group["loss"], 2)
+            grid = np.linspace(x.min(), x.max(), 100)
+            ax.plot(np.exp(grid), c0 + c1 * grid + c2 * grid**2, color=colours[budget], lw=1)
+            if c2 > 0 and x.min() <= -c1 / (2 * c2) <= x.max():
+                ax.plot(np.exp(-c1 / (2 * c2)), c0 - c1**2 / (4 * c2), "k*", ms=6)
+    ax.set(
+        xscale="log", xlabel="parameters N", ylabel="loss (nats/token)", title="IsoFLOP profiles"
+    )
+    ax.legend(frameon=False)
+    return fig
+
+
+def allocation(points: pd.DataFrame, laws: list[Any], target: float | None = None) -> plt.Figure:
+    """N_opt and D_opt against compute: each budget's optimum, the fitted power laws with their
+    bootstrap bands, Chinchilla's published law for reference, and the extrapolation."""
+    from scaling.fitting.isoflop import isoflop_optima
+
+    fig, axes = plt.subplots(1, 2, figsize=(7, 2.6))
+    optima = isoflop_optima(points)
+    optima = optima[optima["used"]]
+    low = points["budget"].min() / 3
+    high = max(target or 0, points["budget"].max()) * 3
+    grid = np.logspace(np.log10(low), np.log10(high), 100)
+    for ax, key, label in ((axes[0], "params", "N_opt"), (axes[1], "tokens", "D_opt")):
+        ax.scatter(optima["budget"], optima[key], color="k", s=14, zorder=3, label="IsoFLOP minima")
+        for law, colour in zip(laws, ("C0", "C1", "C2"), strict=False):
+            ax.plot(
+                grid,
+                [law.optimum(c)[key] for c in grid],
+                color=colour,
+                lw=1.2,
+                label=f"{law.law} fit",
+            )
+            if law.samples:
+                draws = np.array(
+                    [[_optimum(law, s, c)[key] for c in grid] for s in law.samples[:200]]
+                )
+                lo, hi = np.percentile(draws, [2.5, 97.5], axis=0)
+                ax.fill_between(grid, lo, hi, color=colour, alpha=0.2, lw=0)
+        ax.plot(
+            grid,
+            [CHINCHILLA.optimum(c)[key] for c in grid],
+            "k--",
+            lw=0.8,
+            label="Chinchilla (2022)",
+        )
+        if target:
+            ax.axvline(target, color="grey", lw=0.8, ls=":")
+        ax.set(xscale="log", yscale="log", xlabel="compute C (FLOPs)", ylabel=label)
+    axes[0].legend(frameon=False)
+    fig.suptitle("compute-optimal allocation", fontsize=9)
+    return fig
+
+
+def _optimum(law, sample: dict[str, float], compute: float) -> dict[str, float]:
+    if isinstance(law, ParametricLaw):
+        return law.optimum(compute, sample)
+    return law._at(sample, compute=compute)
+
+
+def loss_curves(curves: pd.DataFrame) -> plt.Figure:
+    """Every run's loss against compute, coloured by size, with the compute-optimal frontier."""
+    from scaling.fitting.isoflop import envelope_optima
+
+    fig, ax = plt.subplots(figsize=(3.4, 2.6))
+    sizes = np.log10(curves["params"].astype(float))
+    norm = plt.Normalize(sizes.min(), sizes.max())
+    cmap = plt.get_cmap("plasma")
+    for _, run in curves.groupby("run_id"):
+        run = run.sort_values("flops")
+        ax.plot(
+            run["flops"],
+            run["loss"],
+            color=cmap(norm(np.log10(run["params"].iloc[0]))),
+            lw=0.8,
+            alpha=0.8,
+        )
+    frontier = envelope_optima(curves, n_grid=30)
+    ax.plot(frontier["budget"], frontier["loss"], "k-", lw=1.5, label="frontier")
+    fig.colorbar(plt.cm.ScalarMappable(norm=norm, cmap=cmap), ax=ax, label="log10 N")
+    ax.set(xscale="log", xlabel="compute C (FLOPs)", ylabel="train loss", title="loss curves")
+    ax.legend(frameon=False)
+    return fig
+
+
+def parametric_contours(law: ParametricLaw, points: pd.DataFrame) -> plt.Figure:
+    """Contours of the fitted L(N, D) with the efficient frontier and the points."""
+    fig, ax = plt.subplots(figsize=(3.4, 2.6))
+    n = np.logspace(np.log10(points["params"].min() / 3), np.log10(points["params"].max() * 3), 80)
+    d = np.logspace(np.log10(points["tokens"].min() / 3), np.log10(points["tokens"].max() * 3), 80)
+    N, D = np.meshgrid(n, d)
+    contour = ax.contour(N, D, law.loss(N, D), levels=12, cmap="viridis", linewidths=0.7)
+    ax.clabel(contour, fontsize=5, fmt="%.2f")
+    budgets = np.logspace(np.log10(6 * n[0] * d[0]), np.log10(6 * n[-1] * d[-1]), 50)
+    frontier = [law.optimum(c) for c in budgets]
+    ax.plot(
+        [f["params"] for f in frontier],
+        [f["tokens"] for f in frontier],
+        "r-",
+        lw=1.2,
+        label="efficient frontier",
+    )
+    ax.scatter(points["params"], points["tokens"], s=8, color="k", zorder=3, label="runs")
+    ax.set(
+        xscale="log",
+        yscale="log",
+        xlim=(n[0], n[-1]),
+        ylim=(d[0], d[-1]),
+        xlabel="parameters N",
+        ylabel="tokens D",
+        title="L(N, D) = E + A/N^α + B/D^β",
+    )
+    ax.legend(frameon=False, loc="upper left")
+    return fig
+
+
+def residuals(law: Any, points: pd.DataFrame) -> plt.Figure:
+    """log(predicted) − log(observed) loss of each point, against compute."""
+    fig, ax = plt.subplots(figsize=(3.4, 2.2))
+    predicted = np.asarray(law.loss(points["params"], points["tokens"]), float)
+    ax.scatter(points["flops"], np.log(predicted) - np.log(points["loss"]), s=10)
+    ax.axhline(0, color="k", lw=0.8)
+    ax.set(
+        xscale="log",
+        xlabel="compute C (FLOPs)",
+        ylabel="log residual",
+        title=f"{law.law} fit residuals",
+    )
+    return fig
+
+
+def hparams(points: pd.DataFrame, law: Any | None = None) -> plt.Figure:
+    """Loss against learning rate per budget, with the fitted optimum."""
+    fig, ax = plt.subplots(figsize=(3.4, 2.6))
+    colours = _budget_colours(points["budget"])
+    for budget, group in points.groupby("budget"):
+        best = group.loc[group.groupby("lr")["loss"].idxmin()].sort_values("lr")
+        ax.plot(best["lr"], best["loss"], "o-", ms=3, color=colours[budget], label=f"{budget:.0e}")
+        if law is not None and "k_lr" in law.params:
+            ax.axvline(
+                law.params["k_lr"] * budget ** law.params["e_lr"],
+                color=colours[budget],
+                ls=":",
+                lw=0.8,
+            )
+    ax.set(xscale="log", xlabel="learning rate", ylabel="loss", title="learning-rate sweeps")
+    ax.legend(frameon=False, title="budget")
+    return fig
+
+
+def holdout(summary: dict[str, Any]) -> plt.Figure:
+    """The demo's check: the predicted loss (with its interval) against the measured one."""
+    fig, ax = plt.subplots(figsize=(3.0, 2.4))
+    predicted, measured = summary["predicted_loss"], summary["measured_loss"]
+    low, high = summary.get("predicted_interval") or (predicted, predicted)
+    ax.errorbar(
+        [0],
+        [predicted],
+        yerr=[[predicted - low], [high - predicted]],
+        fmt="o",
+        capsize=4,
+        label="predicted (95%)",
+    )
+    ax.plot([1], [measured], "s", color="C3", label="measured")
+    ax.set(
+        xticks=[0, 1],
+        xticklabels=["predicted", "measured"],
+        xlim=(-0.7, 1.7),
+        ylabel="eval loss",
+        title=f"holdout at {summary['budget']:.1e} FLOPs",
+    )
+    ax.legend(frameon=False)
+    return fig
+
+
+def figures_for(
+    points: pd.DataFrame,
+    laws: dict[str, Any],
+    curves: pd.DataFrame | None = None,
+    summary: dict[str, Any] | None = None,
+) -> dict[str, plt.Figure]:
+    """Every figure the data supports: ``points`` (canonical columns), ``laws`` by name
+    (parametric, isoflop, hparams, ...), loss ``curves`` and a demo ``summary`` if there."""
+    figures: dict[str, plt.Figure] = {}
+    if points["budget"].nunique() >= 2:
+        figures["isoflop_profiles"] = isoflop_profiles(points, laws.get("isoflop"))
+    allocating = [laws[k] for k in ("parametric", "isoflop") if k in laws]
+    if allocating:
+        target = summary.get("budget") if summary else None
+        figures["allocation"] = allocation(points, allocating, target)
+    if curves is not None and curves["params"].nunique() >= 2:
+        figures["loss_curves"] = loss_curves(curves)
+    if "parametric" in laws:
+        figures["parametric_contours"] = parametric_contours(laws["parametric"], points)
+        figures["residuals"] = residuals(laws["parametric"], points)
+    if "lr" in points and points["lr"].nunique() > 1:
+        figures["hparams"] = hparams(points, laws.get("hparams"))
+    if summary and "measured_loss" in summary:
+        figures["holdout"] = holdout(summary)
+    return figures
