@@ -31,6 +31,16 @@ STYLE = {
 plt.rcParams.update(STYLE)
 
 
+def _size_axis(axis) -> None:
+    """Parameter or token counts as 20k, 50k, 1M...: labels at 1, 2 and 5 of each decade."""
+    from matplotlib import ticker
+
+    axis.set_major_locator(ticker.LogLocator(base=10, subs=(1.0,)))
+    axis.set_minor_locator(ticker.LogLocator(base=10, subs=(2.0, 5.0)))
+    axis.set_major_formatter(ticker.EngFormatter(sep=""))
+    axis.set_minor_formatter(ticker.EngFormatter(sep=""))
+
+
 def _budget_colours(budgets):
     budgets = sorted(set(budgets))
     cmap = plt.get_cmap("viridis")
@@ -56,6 +66,7 @@ def isoflop_profiles(points: pd.DataFrame, law: IsoFLOPLaw | None = None) -> plt
     ax.set(
         xscale="log", xlabel="parameters N", ylabel="loss (nats/token)", title="IsoFLOP profiles"
     )
+    _size_axis(ax.xaxis)
     ax.legend(frameon=False)
     return fig
 

@@ -1,0 +1,47 @@
+"""`scaling demo`: the whole study on a laptop CPU."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from scaling.cli import JsonOption, app, fail
+
+
+@app.command()
+def demo(
+    out: Annotated[Path, typer.Option(help="The runs directory of the demo.")] = Path(
+        "scaling-demo"
+    ),
+    tiny: Annotated[bool, typer.Option(help="A one-minute version (what the tests run).")] = False,
+    progress: Annotated[bool, typer.Option(help="Progress bars and run-by-run lines.")] = True,
+    as_json: JsonOption = False,
+) -> None:
+    """Plan sweeps/demo.toml, prepare the built-in corpus, train every run, fit the parametric
+    and IsoFLOP laws with bootstrap intervals, draw the figures, predict 10x beyond the largest
+    budget, then train one more run at 4x the largest budget, at the predicted optimal size,
+    and compare its measured loss with the prediction. Writes RUNS/summary.json.
+    Interrupt it and run it again: it resumes.
+    """
+    import torch
+
+    torch.set_flush_denormal(True)  # before torch starts its threads
+
+    from scaling.config import ConfigError
+    from scaling.demo import describe, run_demo
+    from scaling.training.trainer import Interrupted
+
+    try:
+        summary = run_demo(out, tiny=tiny, progress=progress and not as_json)
+    except ConfigError as err:
+        raise fail(str(err)) from None
+    except (Interrupted, KeyboardInterrupt):
+        raise fail("interrupted: run `scaling demo` again to resume") from None
+    if as_json:
+        typer.echo(json.dumps(summary, default=float))
+        return
+    typer.echo(describe(summary))
+    typer.echo(f"figures in {out / 'figures'}, summary in {out / 'summary.json'}")
