@@ -28,8 +28,10 @@ def demo_spec(tiny: bool):
     raw = tomllib.loads(resources.files("scaling").joinpath("specs/demo.toml").read_text())
     if tiny:
         raw["data"].update(include_tests=False, max_bytes=1_500_000, val_fraction=0.05)
-        raw["grid"][0].update(budgets=[1e10, 3e10, 1e11], sizes=3, spread=3.0)
-        raw["train"].update(eval_windows=16, checkpoint_interval=1000)
+        raw["grid"][0].update(budgets=[1e10, 2e10, 4e10], sizes=3, spread=3.0)
+        raw["train"].update(
+            eval_windows=16, checkpoint_interval=1000, batch_tokens=8192, micro_batch_size=64
+        )
         raw["sweep"]["min_steps"] = 5
     return SweepSpec.model_validate(raw)
 

@@ -14,13 +14,14 @@ the optimum of the plain 4500-start loop.
 from __future__ import annotations
 
 import itertools
+import math
 from typing import Any
 
 import numpy as np
 import pandas as pd
 from scipy.optimize import minimize
 
-from scaling.fitting.base import FitError, Law
+from scaling.fitting.base import FitError, Law, percentile_interval
 from scaling.fitting.bootstrap import bootstrap
 from scaling.fitting.points import Points, prepare_points
 
@@ -88,6 +89,10 @@ class ParametricLaw(Law):
 
     @staticmethod
     def _derived(p: dict[str, float]) -> dict[str, float]:
+        """a, b and G; NaN where the exponents are not both positive (a bootstrap refit on a
+        degenerate resample can land there, and the optimum is then undefined)."""
+        if p["alpha"] <= 0 or p["beta"] <= 0:
+            return {"a": math.nan, "b": math.nan, "G": math.nan}
         a = p["beta"] / (p["alpha"] + p["beta"])
         G = (p["alpha"] * p["A"] / (p["beta"] * p["B"])) ** (1 / (p["alpha"] + p["beta"]))
         return {"a": a, "b": 1 - a, "G": G}
@@ -98,7 +103,7 @@ class ParametricLaw(Law):
         if self.samples:
             draws = [self._derived(s) for s in self.samples]
             out["derived_intervals"] = {
-                key: [float(np.percentile([d[key] for d in draws], q)) for q in (2.5, 97.5)]
+                key: percentile_interval(np.array([d[key] for d in draws], dtype=float))
                 for key in ("a", "b", "G")
             }
         return out
