@@ -171,22 +171,7 @@ def fit(
     }
     try:
         table, runs = load_source(source)
-        defaults = {
-            "params",
-            "tokens",
-            "flops",
-            "loss",
-            "budget",
-            "unique_tokens",
-            "n_experts",
-            "lr",
-            "batch_tokens",
-        }
-        columns = {
-            ours: theirs
-            for ours, theirs in columns.items()
-            if theirs in table or ours not in defaults or theirs != ours
-        }
+        columns = {ours: theirs for ours, theirs in columns.items() if theirs != ours}
         points = prepare_points(
             table,
             columns,

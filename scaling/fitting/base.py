@@ -59,6 +59,28 @@ class Law:
         if cls.law:
             LAWS[cls.law] = cls
 
+    @classmethod
+    def fitted(
+        cls,
+        points,
+        params: dict[str, float],
+        bootstrapped: tuple[list, dict],
+        options: dict[str, Any],
+        **fields: Any,
+    ) -> Law:
+        """A law fitted on ``points`` (a ``Points``), with its bootstrap (samples, intervals)."""
+        samples, intervals = bootstrapped
+        return cls(
+            params=params,
+            intervals=intervals,
+            samples=samples,
+            n_points=len(points),
+            points_digest=points.digest,
+            excluded=points.excluded,
+            options=options,
+            **fields,
+        )
+
     # -- allocation ------------------------------------------------------------------------
     def allocation_exponents(self) -> dict[str, float]:
         """``a`` and ``b`` of N_opt ∝ C^a and D_opt ∝ C^b where the law implies them."""

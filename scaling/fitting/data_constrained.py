@@ -119,13 +119,10 @@ def fit_data_constrained(
         bootstrap_unit,
         seed,
     )
-    return DataConstrainedLaw(
-        params={**base.params, **fitted},
-        intervals=intervals,
-        samples=samples,
-        n_points=len(frame),
-        points_digest=points.digest,
-        excluded=points.excluded,
+    return DataConstrainedLaw.fitted(
+        points,
+        {**base.params, **fitted},
+        (samples, intervals),
         objective=float(objective),
         options={"bootstrap": bootstrap_samples, "bootstrap_unit": bootstrap_unit, "seed": seed},
         details={

@@ -88,13 +88,10 @@ def fit_downstream(
             return None
 
     samples, intervals = bootstrap(frame, refit, bootstrap_samples, bootstrap_unit, seed)
-    return DownstreamLaw(
-        params={**loss_law.params, **link},
-        intervals=intervals,
-        samples=samples,
-        n_points=len(frame),
-        points_digest=points.digest,
-        excluded=points.excluded,
+    return DownstreamLaw.fitted(
+        points,
+        {**loss_law.params, **link},
+        (samples, intervals),
         objective=loss_law.objective,
         options={
             "metric": metric,

@@ -120,13 +120,10 @@ def fit_hparams(
         bootstrap_unit,
         seed,
     )
-    return HparamsLaw(
-        params=params,
-        intervals=intervals,
-        samples=samples,
-        n_points=len(frame),
-        points_digest=points.digest,
-        excluded=points.excluded,
+    return HparamsLaw.fitted(
+        points,
+        params,
+        (samples, intervals),
         options={
             "method": method,
             "tolerance": tolerance,

@@ -155,13 +155,10 @@ def fit_isoflop(
         return _fit_allocation(kept) if len(kept) >= 2 else None
 
     samples, intervals = bootstrap(frame, refit, bootstrap_samples, bootstrap_unit, seed)
-    return IsoFLOPLaw(
-        params=params,
-        intervals=intervals,
-        samples=samples,
-        n_points=len(frame),
-        points_digest=points.digest,
-        excluded=points.excluded,
+    return IsoFLOPLaw.fitted(
+        points,
+        params,
+        (samples, intervals),
         options={
             "optimum": optimum,
             "bootstrap": bootstrap_samples,

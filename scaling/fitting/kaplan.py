@@ -135,13 +135,10 @@ def fit_kaplan(
         return result[0] if result else None
 
     samples, intervals = bootstrap(frame, refit, bootstrap_samples, bootstrap_unit, seed)
-    return KaplanLaw(
-        params=params,
-        intervals=intervals,
-        samples=samples,
-        n_points=len(frame),
-        points_digest=points.digest,
-        excluded=points.excluded,
+    return KaplanLaw.fitted(
+        points,
+        params,
+        (samples, intervals),
         objective=objective,
         options={
             "bootstrap": bootstrap_samples,

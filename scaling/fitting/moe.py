@@ -197,13 +197,10 @@ def fit_moe(
         return {**sub.params, **found} if found.keys() == params.keys() - set(sub.params) else None
 
     samples, intervals = bootstrap(frame, refit, bootstrap_samples, bootstrap_unit, seed)
-    return MoELaw(
-        params=params,
-        intervals=intervals,
-        samples=samples,
-        n_points=len(frame),
-        points_digest=points.digest,
-        excluded=points.excluded,
+    return MoELaw.fitted(
+        points,
+        params,
+        (samples, intervals),
         options={"bootstrap": bootstrap_samples, "bootstrap_unit": bootstrap_unit, "seed": seed},
         details=details,
     )

@@ -277,13 +277,10 @@ def fit_parametric(
         return _to_natural(sub.full(result.x)) if np.isfinite(result.fun) else None
 
     samples, intervals = bootstrap(frame, refit, bootstrap_samples, bootstrap_unit, seed)
-    return ParametricLaw(
-        params=_to_natural(theta),
-        intervals=intervals,
-        samples=samples,
-        n_points=len(frame),
-        points_digest=points.digest,
-        excluded=points.excluded,
+    return ParametricLaw.fitted(
+        points,
+        _to_natural(theta),
+        (samples, intervals),
         objective=float(best.fun),
         options={
             "loss": loss,
