@@ -53,13 +53,13 @@ def machine() -> str:
     return f"{model or cpu}, {os.cpu_count()} cores, Python {platform.python_version()}"
 
 
-def run(name: str) -> str:
+def run(name: str, demo_out: str | None = None) -> str:
     title, command = BENCHMARKS[name]
     env = dict(os.environ)
     with tempfile.TemporaryDirectory() as scratch:
         if name == "demo":
             env["SCALING_CACHE"] = str(Path(scratch) / "cache")
-            command = [*command, "--out", str(Path(scratch) / "demo")]
+            command = [*command, "--out", demo_out or str(Path(scratch) / "demo")]
         start = time.perf_counter()
         done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True)
         seconds = time.perf_counter() - start
@@ -91,6 +91,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--only", default=",".join(BENCHMARKS))
     parser.add_argument("--out", default=str(ROOT / "BENCHMARKS.md"))
+    parser.add_argument("--demo-out", help="keep the demo's runs directory here (figures ...)")
     args = parser.parse_args()
     chosen = [n.strip() for n in args.only.split(",")]
     unknown = set(chosen) - set(BENCHMARKS)
@@ -102,7 +103,7 @@ def main() -> None:
     kept = sections(out.read_text()) if out.is_file() else {}
     for name in chosen:
         print(f"running {name} ...", flush=True)
-        kept[name] = run(name)
+        kept[name] = run(name, args.demo_out)
     body = [kept[n] for n in BENCHMARKS if n in kept]
     if "gpu" in kept:
         body.append(kept["gpu"])
