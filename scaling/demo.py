@@ -29,8 +29,13 @@ def demo_spec(tiny: bool):
     if tiny:
         raw["data"].update(include_tests=False, max_bytes=1_500_000, val_fraction=0.05)
         raw["grid"][0].update(budgets=[1e10, 2e10, 4e10], sizes=3, spread=3.0)
+        # at these budgets a large learning rate leaves Approach 3 too little signal
         raw["train"].update(
-            eval_windows=16, checkpoint_interval=1000, batch_tokens=8192, micro_batch_size=64
+            eval_windows=16,
+            checkpoint_interval=1000,
+            batch_tokens=8192,
+            micro_batch_size=64,
+            lr=3e-3,
         )
         raw["sweep"]["min_steps"] = 5
     return SweepSpec.model_validate(raw)
@@ -61,14 +66,26 @@ def train_in_process(runs: Path, run_ids: list[str], progress: bool) -> None:
         heartbeat.stop()
 
 
-def holdout_config(spec, law, budget: float) -> RunConfig:
-    """A run at the fitted law's optimal size and tokens for ``budget``."""
+def holdout_size(laws: dict[str, Any], points, budget: float) -> tuple[float, str]:
+    """The size to train the holdout at: the first law whose optimum at ``budget`` is a sane
+    size (within 100x of the sizes trained), else the best run of the largest budget."""
+    frame = points.frame
+    low, high = frame["params"].min() / 100, frame["params"].max() * 100
+    for name, law in laws.items():
+        size = law.optimum(budget)["params"]
+        if math.isfinite(size) and low <= size <= high:
+            return float(size), f"{name} law"
+    largest = frame[frame["budget"] == frame["budget"].max()]
+    return float(largest.loc[largest["loss"].idxmin(), "params"]), "best run of the largest budget"
+
+
+def holdout_config(spec, size: float, budget: float) -> RunConfig:
+    """A run of about ``size`` parameters on the tokens that spend ``budget``."""
     from scaling.counting import flops_per_token
     from scaling.planning.plan import run_id_of
     from scaling.planning.shapes import search_shape
 
-    optimum = law.optimum(budget)
-    shape = search_shape(optimum["params"], spec.architecture, spec.shape, spec.sweep.size)
+    shape = search_shape(size, spec.architecture, spec.shape, spec.sweep.size)
     train = dict(spec.train)
     per_token = flops_per_token(shape.config, train["seq_len"], spec.sweep.flop_formula)
     steps = max(1, round(budget / per_token / train["batch_tokens"]))
@@ -113,7 +130,8 @@ def run_demo(out: Path, tiny: bool = False, progress: bool = True) -> dict[str, 
 
     largest = float(points.frame["budget"].max())
     budget = HOLDOUT_FACTOR * largest
-    config = holdout_config(spec, parametric, budget)
+    size, size_from = holdout_size(laws, points, budget)
+    config = holdout_config(spec, size, budget)
     holdout_dir = out / "holdout" / config.run_id
     say(f"holdout: {config.train.tokens:,} tokens at {budget:.3g} FLOPs (never fitted)")
     measured = train(config, holdout_dir, progress=progress)
@@ -136,6 +154,7 @@ def run_demo(out: Path, tiny: bool = False, progress: bool = True) -> dict[str, 
         "prediction_at_10x": parametric.predict(compute=10 * largest),
         "budget": budget,
         "holdout_run": config.run_id,
+        "holdout_size_from": size_from,
         "holdout_params": n_actual,
         "holdout_tokens": config.train.tokens,
         "predicted_loss": predicted["loss"],
@@ -146,7 +165,7 @@ def run_demo(out: Path, tiny: bool = False, progress: bool = True) -> dict[str, 
     low, high = interval or (math.nan, math.nan)
     summary["within_interval"] = (
         bool(low <= summary["measured_loss"] <= high)
-        if (summary["measured_loss"] is not None and interval)
+        if (summary["measured_loss"] is not None and interval and math.isfinite(low))
         else None
     )
     write_json_atomic(out / "summary.json", summary)

@@ -113,6 +113,16 @@ def allocation(points: pd.DataFrame, laws: list[Any], target: float | None = Non
     return fig
 
 
+def _drawable(law: Any, points: pd.DataFrame) -> bool:
+    if not all(np.isfinite(v) for v in law.params.values()):
+        return False
+    if hasattr(law, "optimum"):
+        budgets = [points["budget"].min(), points["budget"].max()]
+        values = [law.optimum(c)[k] for c in budgets for k in ("params", "tokens")]
+        return all(np.isfinite(v) and v > 0 for v in values)
+    return True
+
+
 def _optimum(law, sample: dict[str, float], compute: float) -> dict[str, float]:
     if isinstance(law, ParametricLaw):
         return law.optimum(compute, sample)
@@ -243,6 +253,8 @@ def figures_for(
     """Every figure the data supports: ``points`` (canonical columns), ``laws`` by name
     (parametric, isoflop, hparams, ...), loss ``curves`` and a demo ``summary`` if there."""
     figures: dict[str, plt.Figure] = {}
+    # a degenerate fit (an exponent run off to infinity on too few points) has no curve to draw
+    laws = {name: law for name, law in laws.items() if _drawable(law, points)}
     if points["budget"].nunique() >= 2:
         figures["isoflop_profiles"] = isoflop_profiles(points, laws.get("isoflop"))
     allocating = [laws[k] for k in ("parametric", "isoflop") if k in laws]
