@@ -123,10 +123,13 @@ class LocalExecutor:
     def run_dir(self, run_id: str) -> Path:
         return self.runs / "runs" / run_id
 
+    def _may_retry(self, run_id: str, status: str) -> bool:
+        retryable = status == "failed" or (status == "diverged" and self.options.retry_diverged)
+        return retryable and self.options.attempts.get(run_id, 0) < self.options.retries
+
     def _startable(self, run_id: str) -> bool:
         status = state.run_state(self.run_dir(run_id), self.options.stale_after)
-        retryable = status == "failed" or (status == "diverged" and self.options.retry_diverged)
-        if retryable and self.options.attempts.get(run_id, 0) < self.options.retries:
+        if self._may_retry(run_id, status):
             result = self.run_dir(run_id) / "result.json"
             attempt = self.options.attempts.get(run_id, 0) + 1
             result.rename(result.with_name(f"result.{status}-{attempt}.json"))
@@ -145,14 +148,14 @@ class LocalExecutor:
         else:  # CPU: split the cores between concurrent runs
             threads = max(1, (os.cpu_count() or 1) // self.options.max_parallel)
             env["OMP_NUM_THREADS"] = str(threads)
-        log = (run_dir / "train.log").open("a")
-        process = subprocess.Popen(
-            _command(run_dir / "config.json", len(gpus)),
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            preexec_fn=_die_with_parent,
-        )
+        with (run_dir / "train.log").open("a") as log:  # the child keeps its own copy
+            process = subprocess.Popen(
+                _command(run_dir / "config.json", len(gpus)),
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                preexec_fn=_die_with_parent,
+            )
         heartbeat.runs.add(run_dir)
         self.active[run_id] = (process, gpus)
 
@@ -179,13 +182,8 @@ class LocalExecutor:
                 )
             state.release(run_dir)
             self.finished[run_id] = state.run_state(run_dir, self.options.stale_after)
-            if code != 130 and self._startable_again(run_id):
+            if code != 130 and self._may_retry(run_id, self.finished[run_id]):
                 self.queue.insert(0, run_id)
-
-    def _startable_again(self, run_id: str) -> bool:
-        status = self.finished[run_id]
-        retryable = status == "failed" or (status == "diverged" and self.options.retry_diverged)
-        return retryable and self.options.attempts.get(run_id, 0) < self.options.retries
 
     def run(self, on_tick=None) -> dict[str, str]:
         heartbeat = state.Heartbeat(self.options.stale_after / 4)
