@@ -27,4 +27,20 @@ precision = "bf16"
 eval_interval = 0
 TOML
 scaling train /tmp/gpu-run.toml --out /tmp/gpu-run --no-progress
-tail -n 2 /tmp/gpu-run/metrics.jsonl
+# The same run through Accelerate's FSDP2 plugin on one GPU, with per-block compile.
+sed 's/^precision = "bf16"$/precision = "bf16"\ncompile = true\nparallelism = "fsdp"/' \
+  /tmp/gpu-run.toml > /tmp/gpu-fsdp.toml
+torchrun --nproc_per_node 1 -m scaling train /tmp/gpu-fsdp.toml --out /tmp/gpu-fsdp --no-progress
+python - <<'PY'
+import json
+rows = []
+for name in ("gpu-run", "gpu-fsdp"):
+    result = json.load(open(f"/tmp/{name}/result.json"))
+    last = [json.loads(line) for line in open(f"/tmp/{name}/metrics.jsonl")][-1]
+    rows.append((name, result["parallelism"], result["final_eval_loss"], last["tokens_per_s"],
+                 last.get("mfu", float("nan"))))
+print("| run | parallelism | final eval loss | tokens/s | MFU |")
+print("|---|---|---|---|---|")
+for name, mode, loss, rate, mfu in rows:
+    print(f"| {name} | {mode} | {loss:.4f} | {rate:,.0f} | {mfu:.1%} |")
+PY

@@ -19,23 +19,23 @@ BOOTSTRAP = 200
 HOLDOUT_FACTOR = 4.0  # the holdout budget over the largest fitted one
 
 
-def demo_spec(tiny: bool):
-    """The packaged demo spec (sweeps/demo.toml); ``tiny`` shrinks it to run in a minute."""
+def demo_spec(tiny: bool, path: Path | None = None):
+    """The demo's sweep: ``path`` or the packaged spec (sweeps/demo.toml); ``tiny`` shrinks
+    the packaged one to run in a minute."""
     import tomllib
 
-    from scaling.planning.spec import SweepSpec
+    from scaling.planning.spec import SweepSpec, load_spec
 
+    if path is not None:
+        return load_spec(path)
     raw = tomllib.loads(resources.files("scaling").joinpath("specs/demo.toml").read_text())
     if tiny:
         raw["data"].update(include_tests=False, max_bytes=1_500_000, val_fraction=0.05)
+        # 8-wide heads: the finer widths give three distinct shapes per budget at this scale
+        raw["model"].update(head_dim=8, d_model_multiple=8)
         raw["grid"][0].update(budgets=[1e10, 2e10, 4e10], sizes=3, spread=3.0)
-        # at these budgets a large learning rate leaves Approach 3 too little signal
         raw["train"].update(
-            eval_windows=16,
-            checkpoint_interval=1000,
-            batch_tokens=8192,
-            micro_batch_size=64,
-            lr=3e-3,
+            eval_windows=32, checkpoint_interval=1000, batch_tokens=4096, micro_batch_size=64
         )
         raw["sweep"]["min_steps"] = 5
     return SweepSpec.model_validate(raw)
@@ -94,7 +94,9 @@ def holdout_config(spec, size: float, budget: float) -> RunConfig:
     return config.model_copy(update={"run_id": run_id_of(config)})
 
 
-def run_demo(out: Path, tiny: bool = False, progress: bool = True) -> dict[str, Any]:
+def run_demo(
+    out: Path, tiny: bool = False, progress: bool = True, spec_path: Path | None = None
+) -> dict[str, Any]:
     from scaling import results
     from scaling.data import prepare_data
     from scaling.fitting import fit_parametric, prepare_points
@@ -104,7 +106,7 @@ def run_demo(out: Path, tiny: bool = False, progress: bool = True) -> dict[str, 
     from scaling.planning.plan import plan_sweep
     from scaling.training.trainer import train
 
-    spec = demo_spec(tiny)
+    spec = demo_spec(tiny, spec_path)
     plan = plan_sweep(spec, out)
     write_plan(plan, spec, out)
     say = print if progress else (lambda *a, **k: None)
@@ -195,7 +197,7 @@ def describe(summary: dict[str, Any]) -> str:
     at10 = summary["prediction_at_10x"]
 
     def interval(values):
-        return f"[{values[0]:.3f}, {values[1]:.3f}]" if values else ""
+        return f"[{values[0]:.3f}, {values[1]:.3f}]" if values else "[no interval]"
 
     measured = summary["measured_loss"]
     verdict = (

@@ -17,6 +17,10 @@ def demo(
         "scaling-demo"
     ),
     tiny: Annotated[bool, typer.Option(help="A one-minute version (what the tests run).")] = False,
+    spec: Annotated[
+        Path | None,
+        typer.Option(help="Run the demo's study on this sweep spec instead of sweeps/demo.toml."),
+    ] = None,
     progress: Annotated[bool, typer.Option(help="Progress bars and run-by-run lines.")] = True,
     as_json: JsonOption = False,
 ) -> None:
@@ -34,8 +38,10 @@ def demo(
     from scaling.demo import describe, run_demo
     from scaling.training.trainer import Interrupted
 
+    if tiny and spec is not None:
+        raise fail("--tiny shrinks the packaged demo spec; with --spec, make your spec small")
     try:
-        summary = run_demo(out, tiny=tiny, progress=progress and not as_json)
+        summary = run_demo(out, tiny=tiny, progress=progress and not as_json, spec_path=spec)
     except ConfigError as err:
         raise fail(str(err)) from None
     except (Interrupted, KeyboardInterrupt):

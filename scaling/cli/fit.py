@@ -56,6 +56,8 @@ def _law_table(law, extra: dict | None = None) -> None:
         console.print(
             f"  excluded row {entry['row']} ({entry.get('run_id') or '-'}): {entry['reason']}"
         )
+    if "bootstrap" in law.details:
+        console.print(f"  bootstrap: {law.details['bootstrap']}")
     for budget in law.details.get("budgets", []):
         if budget.get("reason"):
             console.print(f"  budget {budget['budget']:.3g} left out: {budget['reason']}")

@@ -36,6 +36,9 @@ def percentile_interval(values: np.ndarray, level: float = 0.95) -> list[float]:
     return [float(low), float(high)]
 
 
+MIN_BOOTSTRAP_FITTED = 0.5  # the fraction of resamples that must fit for intervals to mean much
+
+
 @dataclass
 class Law:
     """Base of every fitted law; subclasses set ``law`` and ``formula`` and add methods."""
@@ -68,8 +71,18 @@ class Law:
         options: dict[str, Any],
         **fields: Any,
     ) -> Law:
-        """A law fitted on ``points`` (a ``Points``), with its bootstrap (samples, intervals)."""
+        """A law fitted on ``points`` (a ``Points``), with its bootstrap (samples, intervals).
+        Where fewer than half the resamples could be fitted, the survivors are not a sample of
+        the law's uncertainty: the law then has no intervals, and ``details`` says why."""
         samples, intervals = bootstrapped
+        requested = options.get("bootstrap", 0)
+        if requested and len(samples) < MIN_BOOTSTRAP_FITTED * requested:
+            fields["details"] = {
+                **fields.get("details", {}),
+                "bootstrap": f"only {len(samples)} of {requested} resamples could be fitted; "
+                "no intervals (more points per budget would give them)",
+            }
+            samples, intervals = [], {}
         return cls(
             params=params,
             intervals=intervals,

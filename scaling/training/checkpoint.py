@@ -10,8 +10,10 @@ last) is incomplete and never loaded.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -25,13 +27,25 @@ from torch.distributed.checkpoint.state_dict import (
 )
 
 
+def _dist() -> bool:
+    return dist.is_available() and dist.is_initialized()
+
+
+@contextlib.contextmanager
+def _single_process_quiet():
+    """DCP warns on every save and load without a process group; one process is intended."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="torch.distributed is disabled")
+        yield
+
+
 def _barrier() -> None:
-    if dist.is_available() and dist.is_initialized():
+    if _dist():
         dist.barrier()
 
 
 def _rank() -> int:
-    return dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
+    return dist.get_rank() if _dist() else 0
 
 
 def latest(run_dir: Path) -> Path | None:
@@ -50,7 +64,8 @@ def save(run_dir: Path, model, optimizer, state: dict[str, Any]) -> None:
         tmp.mkdir(parents=True)
     _barrier()
     model_state, optim_state = get_state_dict(model, optimizer)
-    dcp.save({"model": model_state, "optim": optim_state}, checkpoint_id=str(tmp))
+    with _single_process_quiet():
+        dcp.save({"model": model_state, "optim": optim_state}, checkpoint_id=str(tmp))
     rng = {"cpu": torch.get_rng_state()}
     if torch.cuda.is_available():
         rng["cuda"] = torch.cuda.get_rng_state()
@@ -70,7 +85,8 @@ def load(path: Path, model, optimizer) -> dict[str, Any]:
     """Restore model, optimizer and this rank's RNG; return the loop state."""
     model_state, optim_state = get_state_dict(model, optimizer)
     state = {"model": model_state, "optim": optim_state}
-    dcp.load(state, checkpoint_id=str(path))
+    with _single_process_quiet():
+        dcp.load(state, checkpoint_id=str(path))
     set_state_dict(
         model,
         optimizer,

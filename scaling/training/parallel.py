@@ -1,16 +1,18 @@
 """Processes, devices and model wrapping: one process, DDP, or FSDP2.
 
-Accelerate sets up the processes (torchrun / ``accelerate launch`` environment), the device
-and DDP. FSDP2 is torch's ``fully_shard`` applied per transformer block and then to the root,
-with bf16 parameters and fp32 gradient reduction under ``precision = "bf16"``; it is applied
-here directly because Accelerate refuses its FSDP plugin on a CPU process group, so the same
-code is tested on CPU (gloo) and runs on GPUs.
+Accelerate sets up the processes (torchrun / ``accelerate launch`` environment), the device,
+DDP, and FSDP2 through its plugin (``fsdp_version=2``): every transformer ``Block`` a unit,
+then the root, bf16 parameters with fp32 gradient reduction under ``precision = "bf16"``.
+Accelerate drops the FSDP plugin on a CPU process group, although its FSDP2 preparation
+(torch's ``fully_shard``) runs there; ``setup`` puts it back, so the CPU tests under gloo run
+the same path as GPUs.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -51,6 +53,7 @@ class Runtime:
 
 def setup(cfg: TrainConfig) -> Runtime:
     from accelerate import Accelerator
+    from accelerate.utils import DistributedType
 
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     cuda = torch.cuda.is_available()
@@ -59,11 +62,15 @@ def setup(cfg: TrainConfig) -> Runtime:
     mode = cfg.parallelism
     if mode == "auto":
         mode = "single" if world_size == 1 else ("fsdp" if cuda else "ddp")
-    if world_size == 1:
-        mode = "single"
-    # Precision is ours (``autocast`` below, or FSDP2's policy), not Accelerate's: its state is
-    # a per-process singleton that cannot change between runs of one process.
-    accelerator = Accelerator(cpu=not cuda)
+    elif world_size == 1 and not (cuda and "LOCAL_RANK" in os.environ):
+        mode = "single"  # one GPU under torchrun/accelerate launch keeps FSDP2 (gpu_check.sh)
+    plugin = fsdp2_plugin(cfg) if mode == "fsdp" else None
+    # Precision is ours (``autocast`` below, or the FSDP2 policy), not Accelerate's: its state
+    # is a per-process singleton that cannot change between runs of one process.
+    accelerator = Accelerator(cpu=not cuda, fsdp_plugin=plugin)
+    if plugin is not None and accelerator.distributed_type != DistributedType.FSDP:
+        accelerator.state.distributed_type = DistributedType.FSDP  # dropped on CPU; see above
+        accelerator.state.fsdp_plugin = plugin
     return Runtime(
         accelerator=accelerator,
         mode=mode,
@@ -73,8 +80,32 @@ def setup(cfg: TrainConfig) -> Runtime:
     )
 
 
-def wrap_model(model: nn.Module, runtime: Runtime, cfg: TrainConfig) -> nn.Module:
-    """The model as the loop will call it (DDP, FSDP2 or plain), on the runtime's device."""
+def fsdp2_plugin(cfg: TrainConfig):
+    from accelerate.utils import FullyShardedDataParallelPlugin
+    from torch.distributed.fsdp import MixedPrecisionPolicy
+
+    return FullyShardedDataParallelPlugin(
+        fsdp_version=2,
+        auto_wrap_policy="transformer_based_wrap",
+        transformer_cls_names_to_wrap=["Block"],
+        mixed_precision_policy=MixedPrecisionPolicy(
+            param_dtype=torch.bfloat16 if cfg.precision == "bf16" else torch.float32,
+            reduce_dtype=torch.float32,
+        ),
+        reshard_after_forward=True,
+        state_dict_type="SHARDED_STATE_DICT",
+    )
+
+
+def prepare(
+    model: nn.Module,
+    make_optimizer: Callable[[nn.Module], torch.optim.Optimizer],
+    runtime: Runtime,
+    cfg: TrainConfig,
+) -> tuple[nn.Module, torch.optim.Optimizer]:
+    """The model as the loop will call it (plain, DDP or FSDP2, on the runtime's device) and
+    its optimizer. FSDP2 swaps the parameters for sharded ones, so Accelerate prepares the
+    model and the optimizer together there."""
     if cfg.activation_checkpointing:
         from torch.utils.checkpoint import checkpoint
 
@@ -84,18 +115,10 @@ def wrap_model(model: nn.Module, runtime: Runtime, cfg: TrainConfig) -> nn.Modul
         for block in model.blocks:
             block.compile()
     if runtime.mode == "fsdp":
-        from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
-
-        policy = MixedPrecisionPolicy(
-            param_dtype=torch.bfloat16 if cfg.precision == "bf16" else torch.float32,
-            reduce_dtype=torch.float32,
-        )
-        model.to(runtime.device)
-        for block in model.blocks:
-            fully_shard(block, mp_policy=policy)
-        fully_shard(model, mp_policy=policy)
-        return model
-    return runtime.accelerator.prepare_model(model)
+        model, optimizer = runtime.accelerator.prepare(model, make_optimizer(model))
+        return model, optimizer.optimizer  # the torch optimizer, now over the sharded parameters
+    model = runtime.accelerator.prepare_model(model)
+    return model, make_optimizer(model)
 
 
 def _checkpointed(forward, checkpoint):

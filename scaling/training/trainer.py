@@ -28,9 +28,9 @@ from scaling.training.parallel import (
     Runtime,
     autocast,
     gradient_sync,
+    prepare,
     setup,
     unwrap,
-    wrap_model,
 )
 from scaling.training.schedules import branch_points, lr_at
 
@@ -85,13 +85,17 @@ class Trainer:
         self.device_name, self.peak_flops = device_peak_flops(runtime.device)
 
         torch.manual_seed(train.seed)
-        self.model = wrap_model(Transformer(cfg), runtime, train)
-        self.optimizer = torch.optim.AdamW(
-            parameter_groups(self.model, train.decay_norms_and_embeddings),
-            lr=train.lr,
-            betas=train.betas,
-            eps=train.eps,
-            weight_decay=train.weight_decay,
+        self.model, self.optimizer = prepare(
+            Transformer(cfg),
+            lambda model: torch.optim.AdamW(
+                parameter_groups(model, train.decay_norms_and_embeddings),
+                lr=train.lr,
+                betas=train.betas,
+                eps=train.eps,
+                weight_decay=train.weight_decay,
+            ),
+            runtime,
+            train,
         )
         self.state: dict[str, Any] = {
             "step": 0,
@@ -338,6 +342,8 @@ def train(config: RunConfig, run_dir: str | Path, progress: bool = True) -> dict
             wall_s=trainer.state["wall_s"],
             flop_formula=config.train.flop_formula,
             resumed_from_step=trainer.resumed_from,
+            parallelism=runtime.mode,
+            processes=runtime.world_size,
         )
         if runtime.is_main:
             write_json_atomic(run_dir / "result.json", result)

@@ -94,3 +94,13 @@ def test_derived_allocation_of_the_parametric_law_agrees_with_isoflop(chinchilla
     iso = fit_isoflop(chinchilla_points)
     for C in (1e19, 1e21):
         assert iso.optimum(C)["params"] == pytest.approx(parametric.optimum(C)["params"], rel=0.05)
+
+
+def test_no_intervals_when_most_resamples_cannot_be_fitted(tmp_path):
+    # two budgets of three sizes: a resample of points rarely keeps three distinct sizes in both
+    law = fit_isoflop(isoflop_points(budgets=[1e19, 1e20], per_budget=3), bootstrap_samples=40)
+    assert law.intervals == {} and law.samples == []
+    assert "of 40 resamples could be fitted" in law.details["bootstrap"]
+    assert "intervals" not in law.predict(compute=1e22)
+    law.to_json(tmp_path / "law.json")
+    assert Law.from_json(tmp_path / "law.json").details["bootstrap"] == law.details["bootstrap"]

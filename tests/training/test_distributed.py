@@ -63,6 +63,7 @@ def test_two_processes_match_one(tmp_path, parallelism, model):
     single = train(config, tmp_path / "single", progress=False)
     double = torchrun(config, tmp_path / "double", tmp_path)
     assert double["status"] == "done"
+    assert (double["parallelism"], double["processes"]) == (parallelism, 2)
     one, two = losses(tmp_path / "single"), losses(tmp_path / "double")
     assert one.keys() == two.keys()
     for step in one:
@@ -75,6 +76,8 @@ def test_fsdp_sharded_checkpoint_resumes(tmp_path):
     full = torchrun(config, tmp_path / "full", tmp_path)
     shards = sorted(p.name for p in (tmp_path / "full" / "checkpoint").glob("*.distcp"))
     assert shards == ["__0_0.distcp", "__1_0.distcp"]
+    sizes = [(tmp_path / "full" / "checkpoint" / name).stat().st_size for name in shards]
+    assert max(sizes) < 1.5 * min(sizes)  # each rank holds half the state: sharded, not replicated
     # a second directory that holds only the step-20 checkpoint resumes from it
     resumed_dir = tmp_path / "resumed"
     resumed_dir.mkdir()
