@@ -200,6 +200,23 @@ def test_activation_checkpointing_changes_nothing_but_memory(tmp_path):
     assert checkpointed["final_eval_loss"] == pytest.approx(plain["final_eval_loss"], rel=1e-6)
 
 
+@pytest.mark.slow
+def test_compiled_blocks_train_like_eager_ones(tmp_path):
+    from torch._dynamo.utils import counters
+
+    counters.clear()
+    eager = train(tiny_run(tokens=10 * 1024), tmp_path / "eager", progress=False)
+    compiled = train(
+        tiny_run(tokens=10 * 1024, compile=True), tmp_path / "compiled", progress=False
+    )
+    assert compiled["status"] == "done", compiled
+    assert counters["stats"]["unique_graphs"] >= 2  # each block's forward was really compiled
+    one, two = read_metrics(tmp_path / "eager"), read_metrics(tmp_path / "compiled")
+    for a, b in zip(one, two, strict=True):
+        assert b["train_loss"] == pytest.approx(a["train_loss"], rel=1e-4), a["step"]
+    assert compiled["final_eval_loss"] == pytest.approx(eager["final_eval_loss"], rel=1e-4)
+
+
 def test_bf16_autocast_on_cpu(tmp_path):
     result = train(tiny_run(tokens=20 * 1024, precision="bf16"), tmp_path, progress=False)
     assert result["status"] == "done" and result["final_eval_loss"] < math.log(512)
