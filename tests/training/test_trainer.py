@@ -201,13 +201,16 @@ def test_activation_checkpointing_changes_nothing_but_memory(tmp_path):
 
 
 @pytest.mark.slow
-def test_compiled_blocks_train_like_eager_ones(tmp_path):
+@pytest.mark.parametrize("model", [{}, {"n_experts": 4, "top_k": 2}])
+def test_compiled_blocks_train_like_eager_ones(tmp_path, model):
     from torch._dynamo.utils import counters
 
     counters.clear()
-    eager = train(tiny_run(tokens=10 * 1024), tmp_path / "eager", progress=False)
+    eager = train(tiny_run(model=model, tokens=10 * 1024), tmp_path / "eager", progress=False)
     compiled = train(
-        tiny_run(tokens=10 * 1024, compile=True), tmp_path / "compiled", progress=False
+        tiny_run(model=model, tokens=10 * 1024, compile=True),
+        tmp_path / "compiled",
+        progress=False,
     )
     assert compiled["status"] == "done", compiled
     assert counters["stats"]["unique_graphs"] >= 2  # each block's forward was really compiled
