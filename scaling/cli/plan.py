@@ -124,7 +124,7 @@ def _print_plan(frame, report, changes, out) -> None:
     console.print(
         f"Estimated wall time on {report['device']}: "
         f"{report['estimated_wall_s'] / 60:.1f} minutes at "
-        f"{report['assumed_flops_per_s']:.3g} FLOP/s."
+        f"{report['assumed_flops_per_s']:.3g} FLOP/s on average."
     )
     for line in report["duplicates"]:
         console.print(f"[yellow]deduplicated[/]: {line}")

@@ -237,3 +237,18 @@ corpus_fractions = [1.0, 0.1]
     assert limited[0]["config"].data.max_bytes == int(0.1 * corpus_bytes)
     for row in plan.runs:
         assert row["tokens"] == pytest.approx(row["tokens_per_param"] * row["params"], rel=1e-9)
+
+
+def test_wall_time_estimate_slows_small_models_on_cpu_only():
+    def estimate(*options):
+        result = runner.invoke(
+            app, ["plan", str(SWEEPS / "demo.toml"), "--dry-run", "--json", *options]
+        )
+        assert result.exit_code == 0, result.output
+        return json.loads(result.output)["summary"]
+
+    cpu, gpu = estimate("--device", "cpu"), estimate("--device", "h100")
+    # the demo's 7k-120k parameter models run at a fraction of the 10M-parameter CPU rate
+    assert 1e10 < cpu["assumed_flops_per_s"] < 0.5 * 1.1e11
+    assert cpu["estimated_wall_s"] == pytest.approx(cpu["total_flops"] / cpu["assumed_flops_per_s"])
+    assert gpu["assumed_flops_per_s"] == pytest.approx(989e12 * 0.4)
