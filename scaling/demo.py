@@ -43,26 +43,40 @@ def demo_spec(tiny: bool, path: Path | None = None):
 
 def train_in_process(runs: Path, run_ids: list[str], progress: bool) -> None:
     """Train the runs one after the other in this process, each claimed like the launcher
-    does (so a `scaling launch` beside the demo never trains the same run)."""
+    does (so a `scaling launch` beside the demo never trains the same run), under the
+    launcher's live table when ``progress`` and the output is a terminal."""
+    from rich.console import Console
+    from rich.live import Live
+
     from scaling.config import load_run_config
     from scaling.launching import state
+    from scaling.launching.status import render, status_frame
     from scaling.training.trainer import train
 
+    console = Console()
+    table = progress and console.is_terminal
     heartbeat = state.Heartbeat(state.DEFAULT_STALE_AFTER / 4)
+    live = Live(
+        get_renderable=lambda: render(status_frame(runs)), console=console, refresh_per_second=1
+    )
     try:
+        if table:
+            live.start()
         for number, run_id in enumerate(run_ids, start=1):
             run_dir = runs / "runs" / run_id
             if not state.try_claim(run_dir):
                 continue  # done already, or another launcher has it
             heartbeat.runs.add(run_dir)
             try:
-                if progress:
+                if progress and not table:
                     print(f"[{number}/{len(run_ids)}] training {run_id}", flush=True)
-                train(load_run_config(run_dir / "config.json"), run_dir, progress=progress)
+                train(load_run_config(run_dir / "config.json"), run_dir, progress=False)
             finally:
                 heartbeat.runs.discard(run_dir)
                 state.release(run_dir)
     finally:
+        if table:
+            live.stop()
         heartbeat.stop()
 
 
@@ -116,6 +130,7 @@ def run_demo(
 
     points = prepare_points(results.load(out), source=str(out))
     n_boot = 30 if tiny else BOOTSTRAP
+    say(f"fitting the parametric and IsoFLOP laws to {len(points)} points, {n_boot} bootstraps")
     parametric = fit_parametric(points, bootstrap_samples=n_boot, seed=0)
     parametric.to_json(out / "fits" / "parametric.json")
     laws: dict[str, Any] = {"parametric": parametric}
