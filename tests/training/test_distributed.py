@@ -85,3 +85,17 @@ def test_fsdp_sharded_checkpoint_resumes(tmp_path):
     resumed = torchrun(config, resumed_dir, tmp_path)
     assert resumed["resumed_from_step"] == 20
     assert resumed["final_eval_loss"] == pytest.approx(full["final_eval_loss"], rel=1e-5)
+
+
+def test_fsdp_bf16_parameters_with_fp32_reduction(tmp_path):
+    # Accelerate's FSDP2 plugin with the bf16 policy (bf16 parameters in the forward and
+    # backward, fp32 gradient reduction): the losses of fp32 training, to bf16's precision
+    fp32 = train(tiny_run(tokens=20 * 1024), tmp_path / "fp32", progress=False)
+    bf16 = torchrun(
+        tiny_run(tokens=20 * 1024, parallelism="fsdp", precision="bf16"),
+        tmp_path / "bf16",
+        tmp_path,
+    )
+    assert (bf16["status"], bf16["parallelism"]) == ("done", "fsdp")
+    assert bf16["final_eval_loss"] == pytest.approx(fp32["final_eval_loss"], rel=2e-2)
+    assert bf16["final_eval_loss"] != fp32["final_eval_loss"]  # the policy did change numerics
