@@ -8,6 +8,7 @@ run stopped anywhere (Ctrl-C, SIGTERM, kill -9) resumes to the same losses.
 
 from __future__ import annotations
 
+import gc
 import math
 import signal
 import time
@@ -360,6 +361,11 @@ def train(config: RunConfig, run_dir: str | Path, progress: bool = True) -> dict
             signal.signal(sig, handler)
         if trainer is not None:
             trainer.trackers.close()
+        # Free the (sharded) model and optimizer, which Accelerate keeps too, while the process
+        # group lives: collected at interpreter exit instead, gloo's pending work can abort it.
+        trainer = None
+        runtime.accelerator.free_memory()
+        gc.collect()
         runtime.barrier()
         if torch.distributed.is_available() and torch.distributed.is_initialized():
             torch.distributed.destroy_process_group()
