@@ -7,6 +7,7 @@ planning keeps unchanged runs, training resumes from checkpoints, the holdout ru
 
 from __future__ import annotations
 
+import contextlib
 import math
 from importlib import resources
 from pathlib import Path
@@ -27,6 +28,10 @@ def demo_spec(tiny: bool, path: Path | None = None):
     from scaling.planning.spec import SweepSpec, load_spec
 
     if path is not None:
+        if tiny:
+            raise ConfigError(
+                "--tiny shrinks the packaged demo spec; with --spec, make your spec small"
+            )
         return load_spec(path)
     raw = tomllib.loads(resources.files("scaling").joinpath("specs/demo.toml").read_text())
     if tiny:
@@ -53,30 +58,28 @@ def train_in_process(runs: Path, run_ids: list[str], progress: bool) -> None:
     from scaling.launching.status import render, status_frame
     from scaling.training.trainer import train
 
-    console = Console()
-    table = progress and console.is_terminal
+    table = progress and Console().is_terminal
     heartbeat = state.Heartbeat(state.DEFAULT_STALE_AFTER / 4)
-    live = Live(
-        get_renderable=lambda: render(status_frame(runs)), console=console, refresh_per_second=1
+    display = (
+        Live(get_renderable=lambda: render(status_frame(runs)), refresh_per_second=1)
+        if table
+        else contextlib.nullcontext()
     )
     try:
-        if table:
-            live.start()
-        for number, run_id in enumerate(run_ids, start=1):
-            run_dir = runs / "runs" / run_id
-            if not state.try_claim(run_dir):
-                continue  # done already, or another launcher has it
-            heartbeat.runs.add(run_dir)
-            try:
-                if progress and not table:
-                    print(f"[{number}/{len(run_ids)}] training {run_id}", flush=True)
-                train(load_run_config(run_dir / "config.json"), run_dir, progress=False)
-            finally:
-                heartbeat.runs.discard(run_dir)
-                state.release(run_dir)
+        with display:
+            for number, run_id in enumerate(run_ids, start=1):
+                run_dir = runs / "runs" / run_id
+                if not state.try_claim(run_dir):
+                    continue  # done already, or another launcher has it
+                heartbeat.runs.add(run_dir)
+                try:
+                    if progress and not table:
+                        print(f"[{number}/{len(run_ids)}] training {run_id}", flush=True)
+                    train(load_run_config(run_dir / "config.json"), run_dir, progress=False)
+                finally:
+                    heartbeat.runs.discard(run_dir)
+                    state.release(run_dir)
     finally:
-        if table:
-            live.stop()
         heartbeat.stop()
 
 

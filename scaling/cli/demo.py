@@ -38,8 +38,6 @@ def demo(
     from scaling.demo import describe, run_demo
     from scaling.training.trainer import Interrupted
 
-    if tiny and spec is not None:
-        raise fail("--tiny shrinks the packaged demo spec; with --spec, make your spec small")
     try:
         summary = run_demo(out, tiny=tiny, progress=progress and not as_json, spec_path=spec)
     except ConfigError as err:
