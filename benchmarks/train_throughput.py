@@ -13,7 +13,6 @@ compared, so a machine whose speed drifts (shared cores) affects both alike. Tar
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import statistics
@@ -28,6 +27,7 @@ torch.set_flush_denormal(True)  # before torch starts its threads
 from scaling.config import DataConfig, ModelConfig, RunConfig, TrainConfig  # noqa: E402
 from scaling.data import WindowSampler, prepare_data  # noqa: E402
 from scaling.model import Transformer  # noqa: E402
+from scaling.rundir import RunDir  # noqa: E402
 from scaling.training.trainer import train  # noqa: E402
 
 
@@ -83,8 +83,8 @@ def main() -> None:
         plain_rates += plain_loop(config, args.steps)
         with tempfile.TemporaryDirectory() as run_dir:
             train(config, run_dir, progress=False)
-            metrics = (Path(run_dir) / "metrics.jsonl").read_text().splitlines()
-        our_rates += [json.loads(line)["tokens_per_s"] for line in metrics[1:]]
+            metrics = RunDir(Path(run_dir)).read_metrics()
+        our_rates += [record["tokens_per_s"] for record in metrics[1:]]
     plain, ours = statistics.median(plain_rates), statistics.median(our_rates)
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}")
     print("| loop | tokens/s |")

@@ -7,14 +7,12 @@ planning keeps unchanged runs, training resumes from checkpoints, the holdout ru
 
 from __future__ import annotations
 
-import contextlib
 import math
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
 from scaling.config import ConfigError, RunConfig
-from scaling.fileio import write_json_atomic
 
 BOOTSTRAP = 200
 HOLDOUT_FACTOR = 4.0  # the holdout budget over the largest fitted one
@@ -46,41 +44,47 @@ def demo_spec(tiny: bool, path: Path | None = None):
     return SweepSpec.model_validate(raw)
 
 
-def train_in_process(runs: Path, run_ids: list[str], progress: bool) -> None:
-    """Train the runs one after the other in this process, each claimed like the launcher
-    does (so a `scaling launch` beside the demo never trains the same run), under the
-    launcher's live table when ``progress`` and the output is a terminal."""
+def check_study(spec, where: str) -> None:
+    """The demo's study fits one architecture's IsoFLOP profiles: the spec must have an
+    isoflop grid and no grid that adds other runs (axes, fixed sizes, hparams sweeps)."""
+    from scaling.planning.spec import IsoFLOPGrid
+
+    if not any(isinstance(g, IsoFLOPGrid) for g in spec.grid):
+        kinds = ", ".join(sorted({g.kind for g in spec.grid}))
+        raise ConfigError(
+            f"{where}: the demo's study needs an isoflop grid; this spec has {kinds} "
+            "(plan it with scaling plan, then scaling launch and scaling fit)"
+        )
+    for grid in spec.grid:
+        if not isinstance(grid, IsoFLOPGrid):
+            raise ConfigError(
+                f"{where}: grid {grid.name!r} ({grid.kind}) adds runs that the demo's study "
+                "cannot fit as one architecture (plan it with scaling plan, then scaling "
+                "launch and scaling fit)"
+            )
+
+
+def train_runs(runs: Path, progress: bool) -> dict[str, str]:
+    """Train every pending run of the plan in this process, through the launcher's in-process
+    executor (claims, so a `scaling launch` beside the demo never trains the same run), under
+    its live table on a terminal, with a line per run otherwise."""
     from rich.console import Console
     from rich.live import Live
 
-    from scaling.config import load_run_config
-    from scaling.launching import state
+    from scaling.launching.local import InProcessExecutor, LaunchOptions
     from scaling.launching.status import render, status_frame
-    from scaling.training.trainer import train
 
+    executor = InProcessExecutor(runs, LaunchOptions(progress=progress))
     table = progress and Console().is_terminal
-    heartbeat = state.Heartbeat(state.DEFAULT_STALE_AFTER / 4)
-    display = (
-        Live(get_renderable=lambda: render(status_frame(runs)), refresh_per_second=1)
-        if table
-        else contextlib.nullcontext()
-    )
-    try:
-        with display:
-            for number, run_id in enumerate(run_ids, start=1):
-                run_dir = runs / "runs" / run_id
-                if not state.try_claim(run_dir):
-                    continue  # done already, or another launcher has it
-                heartbeat.runs.add(run_dir)
-                try:
-                    if progress and not table:
-                        print(f"[{number}/{len(run_ids)}] training {run_id}", flush=True)
-                    train(load_run_config(run_dir / "config.json"), run_dir, progress=False)
-                finally:
-                    heartbeat.runs.discard(run_dir)
-                    state.release(run_dir)
-    finally:
-        heartbeat.stop()
+    if not table:
+
+        def say(run_id: str, number: int, total: int) -> None:
+            if progress:
+                print(f"[{number}/{total}] training {run_id}", flush=True)
+
+        return executor.run(on_start=say)
+    with Live(get_renderable=lambda: render(status_frame(runs)), refresh_per_second=1):
+        return executor.run()
 
 
 def holdout_size(laws: dict[str, Any], points, budget: float) -> tuple[float, str]:
@@ -96,79 +100,73 @@ def holdout_size(laws: dict[str, Any], points, budget: float) -> tuple[float, st
     return float(largest.loc[largest["loss"].idxmin(), "params"]), "best run of the largest budget"
 
 
-def holdout_config(spec, size: float, budget: float) -> RunConfig:
-    """A run of about ``size`` parameters on the tokens that spend ``budget``."""
-    from scaling.counting import flops_per_token
-    from scaling.planning.plan import run_id_of
-    from scaling.planning.shapes import search_shape
+def holdout_config(spec, spec_dir: Path, size: float, budget: float) -> RunConfig:
+    """A run of about ``size`` parameters on the tokens that spend ``budget``: resolved by the
+    planner like any run of the spec (its architecture, lr and batch rules, FLOP formula)."""
+    from scaling.planning.plan import resolve_run
 
-    shape = search_shape(size, spec.architecture, spec.shape, spec.sweep.size)
-    train = dict(spec.train)
-    per_token = flops_per_token(shape.config, train["seq_len"], spec.sweep.flop_formula)
-    steps = max(1, round(budget / per_token / train["batch_tokens"]))
-    train.update(tokens=steps * train["batch_tokens"], flop_formula=spec.sweep.flop_formula)
-    config = RunConfig(model=shape.config, data=spec.data, train=train)
-    return config.model_copy(update={"run_id": run_id_of(config)})
+    return resolve_run(spec, spec_dir, size, budget=budget, grid="holdout")
 
 
 def run_demo(
     out: Path, tiny: bool = False, progress: bool = True, spec_path: Path | None = None
 ) -> dict[str, Any]:
     from scaling import results
+    from scaling.counting import count_params
     from scaling.data import prepare_data
-    from scaling.fitting import fit_parametric, prepare_points
-    from scaling.fitting.isoflop import fit_isoflop
-    from scaling.launching.local import LaunchOptions, select_runs
-    from scaling.planning.output import plan_frame, write_plan
+    from scaling.fitting import prepare_points
+    from scaling.fitting.api import fit_laws
+    from scaling.planning.output import write_plan
     from scaling.planning.plan import plan_sweep
+    from scaling.rundir import RunsDir
     from scaling.training.trainer import train
 
     spec = demo_spec(tiny, spec_path)
-    plan = plan_sweep(spec, out)
+    spec_dir = spec_path.parent if spec_path is not None else out
+    check_study(spec, str(spec_path or "the demo spec"))
+    plan = plan_sweep(spec, spec_dir)
+    runs = RunsDir(out)
     write_plan(plan, spec, out)
     say = print if progress else (lambda *a, **k: None)
     say(f"planned {len(plan.runs)} runs into {out}")
     prepare_data(spec.data, progress=progress)
-    train_in_process(out, select_runs(plan_frame(plan), LaunchOptions()), progress)
+    train_runs(out, progress)
 
     points = prepare_points(results.load(out), source=str(out))
     n_boot = 30 if tiny else BOOTSTRAP
     say(f"fitting the parametric and IsoFLOP laws to {len(points)} points, {n_boot} bootstraps")
-    parametric = fit_parametric(points, bootstrap_samples=n_boot, seed=0)
-    parametric.to_json(out / "fits" / "parametric.json")
-    laws: dict[str, Any] = {"parametric": parametric}
-    try:  # tiny budgets may have no interior minimum; the demo goes on without this law
-        laws["isoflop"] = fit_isoflop(points, bootstrap_samples=n_boot, seed=0)
-        laws["isoflop"].to_json(out / "fits" / "isoflop.json")
+    fitted, skipped = fit_laws(
+        ["parametric", "isoflop"], points, runs, bootstrap_samples=n_boot, seed=0
+    )
+    laws = {outcome.law.law: outcome.law for outcome in fitted}
+    if "parametric" not in laws:
+        raise ConfigError(f"{out}: the parametric law could not be fitted ({skipped[0]['reason']})")
+    parametric = laws["parametric"]
+    if "isoflop" in laws:
+        iso = laws["isoflop"]
         iso_summary = {
-            "a": laws["isoflop"].params["a"],
-            "b": laws["isoflop"].params["b"],
-            "intervals": {k: laws["isoflop"].intervals.get(k) for k in ("a", "b")},
+            "a": iso.params["a"],
+            "b": iso.params["b"],
+            "intervals": {k: iso.intervals.get(k) for k in ("a", "b")},
         }
-    except ConfigError as err:
-        iso_summary = {"error": str(err)}
+    else:  # tiny budgets may have no interior minimum; the demo goes on without this law
+        iso_summary = {"error": skipped[0]["reason"]}
 
     largest = float(points.frame["budget"].max())
     budget = HOLDOUT_FACTOR * largest
     size, size_from = holdout_size(laws, points, budget)
-    config = holdout_config(spec, size, budget)
-    holdout_dir = out / "holdout" / config.run_id
+    config = holdout_config(spec, spec_dir, size, budget)
     say(f"holdout: {config.train.tokens:,} tokens at {budget:.3g} FLOPs (never fitted)")
-    measured = train(config, holdout_dir, progress=progress)
-    from scaling.counting import count_params
-
+    measured = train(config, runs.holdout(config.run_id).path, progress=progress)
     n_actual = count_params(config.model).total
-    predicted = parametric._with_intervals(
-        {"loss": float(parametric.loss(n_actual, config.train.tokens))},
-        lambda p: {"loss": float(parametric.loss(n_actual, config.train.tokens, p))},
-    )
+    predicted = parametric.predict(params=n_actual, tokens=config.train.tokens)
     interval = predicted.get("intervals", {}).get("loss")
     summary = {
         "fitted_budgets": sorted(points.frame["budget"].unique().tolist()),
         "parametric": {
             "params": parametric.params,
             "intervals": parametric.intervals,
-            **{k: v for k, v in parametric.allocation_exponents().items()},
+            **parametric.allocation_exponents(),
         },
         "isoflop": iso_summary,
         "prediction_at_10x": parametric.predict(compute=10 * largest),
@@ -177,6 +175,7 @@ def run_demo(
         "holdout_size_from": size_from,
         "holdout_params": n_actual,
         "holdout_tokens": config.train.tokens,
+        "holdout_n_experts": config.model.n_experts,
         "predicted_loss": predicted["loss"],
         "predicted_interval": interval,
         "measured_loss": measured.get("final_eval_loss"),
@@ -188,24 +187,24 @@ def run_demo(
         if (summary["measured_loss"] is not None and interval and math.isfinite(low))
         else None
     )
-    write_json_atomic(out / "summary.json", summary)
-    _draw(out, points, laws, summary)
+    runs.write_summary(summary)
+    _draw(runs, points, laws, summary)
     return summary
 
 
-def _draw(out: Path, points, laws, summary) -> None:
+def _draw(runs, points, laws, summary) -> None:
     import matplotlib.pyplot as plt
 
     from scaling import results
     from scaling.plotting import figures_for
 
-    (out / "figures").mkdir(exist_ok=True)
+    runs.figures.mkdir(parents=True, exist_ok=True)
     try:
-        curves = results.load_curves(out)
-    except ValueError:
+        curves = results.load_curves(runs.path)
+    except ConfigError:
         curves = None
     for name, figure in figures_for(points.frame, laws, curves, summary).items():
-        figure.savefig(out / "figures" / f"{name}.png")
+        figure.savefig(runs.figures / f"{name}.png")
         plt.close(figure)
 
 

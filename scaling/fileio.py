@@ -1,4 +1,6 @@
-"""Small file helpers shared by every stage."""
+"""Writing files that other stages read: atomic (a reader sees the old file or the new one,
+never half of one) and durable (fsync of the file and of its folder, so a rename survives a
+power cut)."""
 
 from __future__ import annotations
 
@@ -9,18 +11,29 @@ from pathlib import Path
 from typing import Any
 
 
+def fsync_dir(path: str | Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 def write_atomic(path: str | Path, text: str) -> None:
-    """Write to a temporary file beside ``path``, then rename: readers never see half a file."""
+    """Write to a temporary file beside ``path``, fsync, rename, fsync the folder."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "w") as handle:
             handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+    fsync_dir(path.parent)
 
 
 def write_json_atomic(path: str | Path, data: Any) -> None:

@@ -1,6 +1,10 @@
 """Figures from results and fits. Each function returns a matplotlib Figure, for notebooks;
 ``scaling plot`` saves them. One style: log axes, FLOPs in scientific notation, sizes for a
-paper column (3.4 × 2.6 in) or a row (7 × 2.6 in)."""
+paper column (3.4 × 2.6 in) or a row (7 × 2.6 in).
+
+A figure draws the laws it is given and never fits one: the IsoFLOP parabolas and minima are
+the IsoFLOP law's own (with its exclusions and options), the curves and bands are each law's
+``optimum`` and ``loss`` at its parameters and bootstrap samples."""
 
 from __future__ import annotations
 
@@ -14,10 +18,11 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from scaling.fitting.isoflop import IsoFLOPLaw  # noqa: E402
-from scaling.fitting.parametric import ParametricLaw  # noqa: E402
+from scaling.fitting import Law, ParametricLaw  # noqa: E402
 
-CHINCHILLA = ParametricLaw(params={"E": 1.69, "A": 406.4, "B": 410.7, "alpha": 0.34, "beta": 0.28})
+CHINCHILLA = ParametricLaw.from_params(
+    {"E": 1.69, "A": 406.4, "B": 410.7, "alpha": 0.34, "beta": 0.28}
+)
 STYLE = {
     "figure.dpi": 150,
     "font.size": 8,
@@ -47,22 +52,24 @@ def _budget_colours(budgets):
     return {b: cmap(i / max(len(budgets) - 1, 1)) for i, b in enumerate(budgets)}
 
 
-def isoflop_profiles(points: pd.DataFrame, law: IsoFLOPLaw | None = None) -> plt.Figure:
-    """Loss against parameters per budget, with each budget's parabola and its minimum."""
+def isoflop_profiles(points: pd.DataFrame, law: Law | None = None) -> plt.Figure:
+    """Loss against parameters per budget; with an IsoFLOP law, each budget's parabola as the
+    law fitted it and its minimum (the budgets the law left out have points only)."""
     fig, ax = plt.subplots(figsize=(3.4, 2.6))
     colours = _budget_colours(points["budget"])
     for budget, group in points.groupby("budget"):
-        group = group.sort_values("params")
         ax.scatter(
             group["params"], group["loss"], s=12, color=colours[budget], label=f"{budget:.0e} FLOPs"
         )
-        x = np.log(group["params"].to_numpy())
-        if len(np.unique(x)) >= 3:
-            c2, c1, c0 = np.polyfit(x, group["loss"], 2)
-            grid = np.linspace(x.min(), x.max(), 100)
-            ax.plot(np.exp(grid), c0 + c1 * grid + c2 * grid**2, color=colours[budget], lw=1)
-            if c2 > 0 and x.min() <= -c1 / (2 * c2) <= x.max():
-                ax.plot(np.exp(-c1 / (2 * c2)), c0 - c1**2 / (4 * c2), "k*", ms=6)
+    if law is not None:
+        for row in law.budget_optima().to_dict(orient="records"):
+            colour = colours.get(row["budget"], "grey")
+            if isinstance(row.get("parabola"), list):
+                c2, c1, c0 = row["parabola"]
+                grid = np.linspace(*row["log_params_range"], 100)
+                ax.plot(np.exp(grid), c0 + c1 * grid + c2 * grid**2, color=colour, lw=1)
+            if row["used"]:
+                ax.plot(row["params"], row["loss"], "k*", ms=6)
     ax.set(
         xscale="log", xlabel="parameters N", ylabel="loss (nats/token)", title="IsoFLOP profiles"
     )
@@ -71,19 +78,21 @@ def isoflop_profiles(points: pd.DataFrame, law: IsoFLOPLaw | None = None) -> plt
     return fig
 
 
-def allocation(points: pd.DataFrame, laws: list[Any], target: float | None = None) -> plt.Figure:
-    """N_opt and D_opt against compute: each budget's optimum, the fitted power laws with their
-    bootstrap bands, Chinchilla's published law for reference, and the extrapolation."""
-    from scaling.fitting.isoflop import isoflop_optima
-
+def allocation(points: pd.DataFrame, laws: list[Law], target: float | None = None) -> plt.Figure:
+    """N_opt and D_opt against compute: the IsoFLOP law's per-budget minima (when one is
+    given), each law's power law with its bootstrap band, Chinchilla's published law for
+    reference, and the extrapolation to ``target``."""
     fig, axes = plt.subplots(1, 2, figsize=(7, 2.6))
-    optima = isoflop_optima(points)
-    optima = optima[optima["used"]]
+    minima = [law.budget_optima() for law in laws if law.law == "isoflop"]
+    optima = minima[0][minima[0]["used"]] if minima else None
     low = points["budget"].min() / 3
     high = max(target or 0, points["budget"].max()) * 3
     grid = np.logspace(np.log10(low), np.log10(high), 100)
     for ax, key, label in ((axes[0], "params", "N_opt"), (axes[1], "tokens", "D_opt")):
-        ax.scatter(optima["budget"], optima[key], color="k", s=14, zorder=3, label="IsoFLOP minima")
+        if optima is not None:
+            ax.scatter(
+                optima["budget"], optima[key], color="k", s=14, zorder=3, label="IsoFLOP minima"
+            )
         for law, colour in zip(laws, ("C0", "C1", "C2"), strict=False):
             ax.plot(
                 grid,
@@ -94,9 +103,9 @@ def allocation(points: pd.DataFrame, laws: list[Any], target: float | None = Non
             )
             if law.samples:
                 draws = np.array(
-                    [[_optimum(law, s, c)[key] for c in grid] for s in law.samples[:200]]
+                    [[law.optimum(c, s)[key] for c in grid] for s in law.samples[:200]]
                 )
-                lo, hi = np.percentile(draws, [2.5, 97.5], axis=0)
+                lo, hi = np.nanpercentile(draws, [2.5, 97.5], axis=0)
                 ax.fill_between(grid, lo, hi, color=colour, alpha=0.2, lw=0)
         ax.plot(
             grid,
@@ -113,20 +122,14 @@ def allocation(points: pd.DataFrame, laws: list[Any], target: float | None = Non
     return fig
 
 
-def _drawable(law: Any, points: pd.DataFrame) -> bool:
+def _drawable(law: Law, points: pd.DataFrame) -> bool:
     if not all(np.isfinite(v) for v in law.params.values()):
         return False
-    if hasattr(law, "optimum"):
+    if "optimum" in law.answers:
         budgets = [points["budget"].min(), points["budget"].max()]
         values = [law.optimum(c)[k] for c in budgets for k in ("params", "tokens")]
         return all(np.isfinite(v) and v > 0 for v in values)
     return True
-
-
-def _optimum(law, sample: dict[str, float], compute: float) -> dict[str, float]:
-    if isinstance(law, ParametricLaw):
-        return law.optimum(compute, sample)
-    return law._at(sample, compute=compute)
 
 
 def loss_curves(curves: pd.DataFrame) -> plt.Figure:
@@ -154,7 +157,7 @@ def loss_curves(curves: pd.DataFrame) -> plt.Figure:
     return fig
 
 
-def parametric_contours(law: ParametricLaw, points: pd.DataFrame) -> plt.Figure:
+def parametric_contours(law: Law, points: pd.DataFrame) -> plt.Figure:
     """Contours of the fitted L(N, D) with the efficient frontier and the points."""
     fig, ax = plt.subplots(figsize=(3.4, 2.6))
     n = np.logspace(np.log10(points["params"].min() / 3), np.log10(points["params"].max() * 3), 80)
@@ -185,7 +188,7 @@ def parametric_contours(law: ParametricLaw, points: pd.DataFrame) -> plt.Figure:
     return fig
 
 
-def residuals(law: Any, points: pd.DataFrame) -> plt.Figure:
+def residuals(law: Law, points: pd.DataFrame) -> plt.Figure:
     """log(predicted) − log(observed) loss of each point, against compute."""
     fig, ax = plt.subplots(figsize=(3.4, 2.2))
     predicted = np.asarray(law.loss(points["params"], points["tokens"]), float)
@@ -200,20 +203,16 @@ def residuals(law: Any, points: pd.DataFrame) -> plt.Figure:
     return fig
 
 
-def hparams(points: pd.DataFrame, law: Any | None = None) -> plt.Figure:
-    """Loss against learning rate per budget, with the fitted optimum."""
+def hparams(points: pd.DataFrame, law: Law | None = None) -> plt.Figure:
+    """Loss against learning rate per budget, with the law's optimal learning rate."""
     fig, ax = plt.subplots(figsize=(3.4, 2.6))
     colours = _budget_colours(points["budget"])
     for budget, group in points.groupby("budget"):
         best = group.loc[group.groupby("lr")["loss"].idxmin()].sort_values("lr")
         ax.plot(best["lr"], best["loss"], "o-", ms=3, color=colours[budget], label=f"{budget:.0e}")
-        if law is not None and "k_lr" in law.params:
-            ax.axvline(
-                law.params["k_lr"] * budget ** law.params["e_lr"],
-                color=colours[budget],
-                ls=":",
-                lw=0.8,
-            )
+        best_lr = law.hyperparameters(budget).get("lr") if law is not None else None
+        if best_lr is not None:
+            ax.axvline(best_lr, color=colours[budget], ls=":", lw=0.8)
     ax.set(xscale="log", xlabel="learning rate", ylabel="loss", title="learning-rate sweeps")
     ax.legend(frameon=False, title="budget")
     return fig
@@ -246,28 +245,35 @@ def holdout(summary: dict[str, Any]) -> plt.Figure:
 
 def figures_for(
     points: pd.DataFrame,
-    laws: dict[str, Any],
+    laws: dict[str, Law],
     curves: pd.DataFrame | None = None,
     summary: dict[str, Any] | None = None,
 ) -> dict[str, plt.Figure]:
-    """Every figure the data supports: ``points`` (canonical columns), ``laws`` by name
-    (parametric, isoflop, hparams, ...), loss ``curves`` and a demo ``summary`` if there."""
+    """Every figure the data and the laws support: ``points`` (canonical columns), ``laws`` by
+    name (any fitted laws; each figure takes those that answer its question), loss ``curves``
+    and a demo ``summary`` if there."""
     figures: dict[str, plt.Figure] = {}
     # a degenerate fit (an exponent run off to infinity on too few points) has no curve to draw
     laws = {name: law for name, law in laws.items() if _drawable(law, points)}
     if points["budget"].nunique() >= 2:
         figures["isoflop_profiles"] = isoflop_profiles(points, laws.get("isoflop"))
-    allocating = [laws[k] for k in ("parametric", "isoflop") if k in laws]
+    preferred = [laws[k] for k in ("parametric", "isoflop", "envelope") if k in laws]
+    others = [law for law in laws.values() if law not in preferred]
+    allocating = [law for law in preferred + others if "optimum" in law.answers][:3]
     if allocating:
         target = summary.get("budget") if summary else None
         figures["allocation"] = allocation(points, allocating, target)
     if curves is not None and curves["params"].nunique() >= 2:
         figures["loss_curves"] = loss_curves(curves)
-    if "parametric" in laws:
-        figures["parametric_contours"] = parametric_contours(laws["parametric"], points)
-        figures["residuals"] = residuals(laws["parametric"], points)
+    surface = laws.get("parametric")
+    if surface is not None:
+        figures["parametric_contours"] = parametric_contours(surface, points)
+    loss_law = surface or next((law for law in laws.values() if "loss" in law.answers), None)
+    if loss_law is not None and not loss_law.covariates:
+        figures["residuals"] = residuals(loss_law, points)
     if "lr" in points and points["lr"].nunique() > 1:
-        figures["hparams"] = hparams(points, laws.get("hparams"))
+        hyper = next((law for law in laws.values() if "hyperparameters" in law.answers), None)
+        figures["hparams"] = hparams(points, hyper)
     if summary and "measured_loss" in summary:
         figures["holdout"] = holdout(summary)
     return figures

@@ -1,57 +1,56 @@
-"""A runs directory as pandas DataFrames (the contracts of DESIGN.md).
+"""A runs directory as pandas DataFrames: the points every fit starts from.
 
 ``load(RUNS)``: one row per finished run (its plan.csv columns, then status, loss, tokens,
 flops, wall_s, error from result.json), and one more row per WSD cooldown branch recorded in
-result.json under ``branches`` (a list of {tokens, flops, eval_loss}): the same model, its
-own tokens and loss. ``load_curves(RUNS)``: every metrics.jsonl line, for the laws that need
-loss curves.
+result.json under ``branches`` (each {tokens, flops, eval_loss}). ``load_curves(RUNS)``: every
+metrics.jsonl line, for the laws that need loss curves. Files are read through
+``scaling.rundir``, which names any that is missing or corrupt.
+
+Compute: every row carries the FLOPs its run actually spent, as the trainer counted them with
+the sweep's own ``flop_formula`` (``6N``, ``chinchilla``, ``exact``), never re-derived as 6ND.
+
+WSD branch points (Hägele et al., 2024) are trained to completion at a fraction of their
+parent's tokens, so they carry their own tokens and FLOPs, not the parent's. The rule by which
+one joins an IsoFLOP profile: its ``budget`` is the planned budget within
+``BRANCH_BUDGET_TOLERANCE`` (in log10) of its own FLOPs, the same tolerance that groups points
+without a budget; otherwise its budget is its own FLOPs, so it sits on no planned profile and
+serves the laws that use every point (parametric, Kaplan) only.
 """
 
 from __future__ import annotations
 
-import json
+import math
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from scaling.config import ConfigError
+from scaling.rundir import RunsDir
+
+BRANCH_BUDGET_TOLERANCE = 0.05  # log10 FLOPs; as fitting.points.group_budgets
 
 
-def _read_plan(runs: Path) -> pd.DataFrame:
-    plan_path = runs / "plan.csv"
-    if not plan_path.is_file():
-        raise ConfigError(f"{plan_path}: no such file (is {runs} a runs directory?)")
-    try:
-        plan = pd.read_csv(plan_path, dtype={"run_id": str})
-    except Exception as err:
-        raise ConfigError(f"{plan_path}: cannot read ({err})") from None
-    if "run_id" not in plan:
-        raise ConfigError(f"{plan_path}: no column 'run_id'")
-    return plan
-
-
-def _read_result(path: Path) -> dict:
-    try:
-        result = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise ConfigError(f"{path}: not valid JSON ({err})") from None
-    if not isinstance(result, dict) or "status" not in result:
-        raise ConfigError(f"{path}: no 'status' (expected done, failed or diverged)")
-    return result
+def branch_budget(flops: float, budgets: list[float]) -> float:
+    """The planned budget a branch point of ``flops`` joins, or its own FLOPs (see above)."""
+    for budget in budgets:
+        if budget > 0 and abs(math.log10(flops / budget)) <= BRANCH_BUDGET_TOLERANCE:
+            return float(budget)
+    return float(flops)
 
 
 def load(runs: str | Path, include_pending: bool = False) -> pd.DataFrame:
     """Final results of a runs directory, one row per run and per cooldown branch."""
-    runs = Path(runs)
-    plan = _read_plan(runs)
+    directory = RunsDir(Path(runs))
+    plan = directory.read_plan()
+    budgets = sorted(plan.loc[plan["kind"] != "fixed", "budget"].unique()) if "kind" in plan else []
     rows = []
     for planned in plan.to_dict(orient="records"):
-        result_path = runs / "runs" / planned["run_id"] / "result.json"
-        if not result_path.is_file():
+        result = directory.run(planned["run_id"]).read_result()
+        if result is None:
             if include_pending:
                 rows.append({**planned, "status": "pending", "branch": "final"})
             continue
-        result = _read_result(result_path)
         loss = result.get("final_eval_loss")
         if loss is None:
             loss = result.get("final_train_loss")
@@ -62,6 +61,7 @@ def load(runs: str | Path, include_pending: bool = False) -> pd.DataFrame:
             "final_train_loss": result.get("final_train_loss"),
             "tokens": result.get("tokens", planned.get("tokens")),
             "flops": result.get("flops", planned.get("flops")),
+            "flop_formula": result.get("flop_formula", planned.get("flop_formula")),
             "wall_s": result.get("wall_s"),
             "unique_tokens": result.get("unique_tokens"),
             "epochs": result.get("epochs"),
@@ -72,7 +72,9 @@ def load(runs: str | Path, include_pending: bool = False) -> pd.DataFrame:
             rows.append(
                 {
                     **base,
+                    "kind": "branch",
                     "branch": f"cooldown@{branch['tokens']:.4g}",
+                    "budget": branch_budget(branch["flops"], budgets),
                     "tokens": branch["tokens"],
                     "flops": branch["flops"],
                     "loss": branch["eval_loss"],
@@ -85,27 +87,11 @@ def load(runs: str | Path, include_pending: bool = False) -> pd.DataFrame:
 def load_curves(runs: str | Path, loss: str = "train_loss") -> pd.DataFrame:
     """Every logged step of every run: run_id, params, step, tokens, flops, loss (``loss``:
     which metric, train_loss by default, eval_loss for the evaluated steps only)."""
-    runs = Path(runs)
-    plan = _read_plan(runs).set_index("run_id")
+    directory = RunsDir(Path(runs))
+    plan = directory.read_plan().set_index("run_id")
     frames = []
     for run_id in plan.index:
-        path = runs / "runs" / run_id / "metrics.jsonl"
-        if not path.is_file():
-            continue
-        records = []
-        lines = path.read_text().splitlines(keepends=True)
-        for number, line in enumerate(lines, start=1):
-            if not line.strip():
-                continue
-            try:
-                records.append(json.loads(line))
-            except json.JSONDecodeError:
-                if number == len(lines) and not line.endswith("\n"):
-                    break  # the last line of a run killed mid-write
-                raise ConfigError(
-                    f"{path}:{number}: not a JSON object (corrupt metrics line)"
-                ) from None
-        frame = pd.DataFrame(records)
+        frame = pd.DataFrame(directory.run(run_id).read_metrics())
         if frame.empty or loss not in frame:
             continue
         frame = frame[frame[loss].notna()]
@@ -117,10 +103,11 @@ def load_curves(runs: str | Path, loss: str = "train_loss") -> pd.DataFrame:
                     "step": frame["step"],
                     "tokens": frame["tokens"],
                     "flops": frame["flops"],
-                    "loss": frame[loss],
+                    "loss": frame[loss].astype(float),
                 }
             )
         )
     if not frames:
         raise ConfigError(f"{runs}: no run has logged '{loss}' in metrics.jsonl yet")
-    return pd.concat(frames, ignore_index=True)
+    curves = pd.concat(frames, ignore_index=True)
+    return curves[np.isfinite(curves["loss"])]

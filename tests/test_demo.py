@@ -73,4 +73,4 @@ def test_demo_spec_is_the_packaged_one_or_the_given_file(tmp_path):
     assert shipped == (root / "scaling" / "specs" / "demo.toml").read_text()
     mine = tmp_path / "mine.toml"
     mine.write_text(shipped.replace("lr = 1e-2", "lr = 3e-3"))
-    assert demo_spec(tiny=False, path=mine).train["lr"] == 3e-3
+    assert demo_spec(tiny=False, path=mine).train.lr == 3e-3

@@ -6,6 +6,8 @@ Heavy modules (torch, pandas, scipy) are imported inside the commands that need 
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated
 
@@ -45,6 +47,19 @@ def fail(message: str) -> typer.Exit:
     return typer.Exit(code=2)
 
 
+@contextlib.contextmanager
+def errors(flags: dict[str, str] | None = None) -> Iterator[None]:
+    """The CLI's one error handler: a ``ConfigError`` from the library becomes one line on
+    stderr and exit code 2, its parameter names (``loss=``) said as this command's flags
+    (``--loss``) where ``flags`` maps them."""
+    from scaling.config import ConfigError
+
+    try:
+        yield
+    except ConfigError as err:
+        raise fail(err.phrased(flags or {})) from None
+
+
 def _parse_override(item: str) -> tuple[str, object]:
     import tomllib
 
@@ -61,13 +76,11 @@ def _parse_override(item: str) -> tuple[str, object]:
 def _load_config(cls, section: str, path: Path | None, overrides: list[str] | None):
     """``[section]`` of a TOML file (see ``load_section``) with ``--set KEY=VALUE`` overrides;
     bad input exits 2 with one line."""
-    from scaling.config import ConfigError, load_section
+    from scaling.config import load_section
 
     parsed = dict(_parse_override(item) for item in overrides or [])
-    try:
+    with errors():
         return load_section(cls, path, section, parsed)
-    except ConfigError as err:
-        raise fail(str(err)) from None
 
 
 ConfigArg = Annotated[

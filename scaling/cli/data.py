@@ -6,7 +6,7 @@ import json
 
 import typer
 
-from scaling.cli import ConfigArg, JsonOption, SetOption, _load_config, app, fail
+from scaling.cli import ConfigArg, JsonOption, SetOption, _load_config, app, errors
 
 data_app = typer.Typer(
     help="Prepare tokenized data (once per corpus and tokenizer) and list the cache.",
@@ -22,14 +22,12 @@ def data_prepare(config: ConfigArg = None, set_: SetOption = None, as_json: Json
 
     Example: scaling data prepare --set source=builtin:python-stdlib --set vocab_size=4096
     """
-    from scaling.config import ConfigError, DataConfig
+    from scaling.config import DataConfig
     from scaling.data import prepare_data
 
     cfg = _load_config(DataConfig, "data", config, set_)
-    try:
+    with errors():
         prepared = prepare_data(cfg, progress=not as_json)
-    except ConfigError as err:
-        raise fail(str(err)) from None
     meta = prepared.meta
     if as_json:
         typer.echo(json.dumps({"path": str(prepared.path), "reused": prepared.reused, **meta}))

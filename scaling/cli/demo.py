@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from scaling.cli import JsonOption, app, fail
+from scaling.cli import JsonOption, app, errors, fail
 
 
 @app.command()
@@ -34,18 +34,19 @@ def demo(
 
     torch.set_flush_denormal(True)  # before torch starts its threads
 
-    from scaling.config import ConfigError
     from scaling.demo import describe, run_demo
     from scaling.training.trainer import Interrupted
 
     try:
-        summary = run_demo(out, tiny=tiny, progress=progress and not as_json, spec_path=spec)
-    except ConfigError as err:
-        raise fail(str(err)) from None
+        with errors():
+            summary = run_demo(out, tiny=tiny, progress=progress and not as_json, spec_path=spec)
     except (Interrupted, KeyboardInterrupt):
         raise fail("interrupted: run `scaling demo` again to resume") from None
     if as_json:
         typer.echo(json.dumps(summary, default=float))
         return
     typer.echo(describe(summary))
-    typer.echo(f"figures in {out / 'figures'}, summary in {out / 'summary.json'}")
+    from scaling.rundir import RunsDir
+
+    runs = RunsDir(out)
+    typer.echo(f"figures in {runs.figures}, summary in {runs.summary_path}")

@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from scaling.cli import JsonOption, app, fail
+from scaling.cli import JsonOption, app, errors, fail
 
 
 def _parse_pins(pins: list[str] | None) -> dict[str, float]:
@@ -24,10 +24,11 @@ def _parse_pins(pins: list[str] | None) -> dict[str, float]:
     return out
 
 
-def _law_table(law, extra: dict | None = None) -> None:
+def _law_table(outcome) -> None:
     from rich.console import Console
     from rich.table import Table
 
+    law = outcome.law
     console = Console()
     table = Table(title=f"{law.law}: {law.formula}", title_justify="left")
     table.add_column("parameter")
@@ -61,21 +62,29 @@ def _law_table(law, extra: dict | None = None) -> None:
     for budget in law.details.get("budgets", []):
         if budget.get("reason"):
             console.print(f"  budget {budget['budget']:.3g} left out: {budget['reason']}")
-    if extra and "largest_budget" in extra:
+    if outcome.optima:
         opt = Table(title="compute-optimal allocation", title_justify="left")
         for column in ("compute", "N_opt", "D_opt", "tokens/param", "loss"):
             opt.add_column(column, justify="right")
-        for row in extra["optima"]:
+        for row in outcome.optima:
+            ranges = row.get("intervals", {})
+
+            def cell(key, fmt, row=row, ranges=ranges):
+                text = format(row[key], fmt)
+                if key in ranges:
+                    text += f" [{ranges[key][0]:{fmt}}, {ranges[key][1]:{fmt}}]"
+                return text
+
             opt.add_row(
                 f"{row['compute']:.3g}",
-                f"{row['params']:.4g}",
-                f"{row['tokens']:.4g}",
-                f"{row['tokens_per_param']:.1f}",
-                f"{row['loss']:.4f}",
+                cell("params", ".4g"),
+                cell("tokens", ".4g"),
+                cell("tokens_per_param", ".1f"),
+                cell("loss", ".4f"),
             )
         console.print(opt)
-    if extra and "backtest" in extra:
-        console.print(f"backtest: {json.dumps(extra['backtest'], default=str)}")
+    if outcome.backtest is not None:
+        console.print(f"backtest: {json.dumps(outcome.backtest, default=str)}")
 
 
 @app.command()
@@ -132,7 +141,11 @@ def fit(
         float, typer.Option(help="Group points without a budget when log10 FLOPs differ by less.")
     ] = 0.05,
     flops_per_param_token: Annotated[
-        float, typer.Option(help="k of C = k·N·D when one of params, tokens, flops is derived.")
+        float,
+        typer.Option(
+            help="k of C = k·N·D when one of params, tokens, flops is derived (a runs "
+            "directory's points carry the FLOPs of the sweep's own formula)."
+        ),
     ] = 6.0,
     as_json: JsonOption = False,
 ) -> None:
@@ -141,14 +154,9 @@ def fit(
 
     Example: scaling fit points.csv --law parametric --bootstrap 200 --out fits/chinchilla.json
     """
-    from scaling.config import ConfigError
-    from scaling.fitting.api import LAW_NAMES, fit_law, load_source
-    from scaling.fitting.backtest import backtest
+    from scaling.fitting.api import LAW_NAMES, fit_laws, load_source
     from scaling.fitting.points import prepare_points
 
-    names = list(LAW_NAMES) if law == "all" else [law]
-    if law != "all" and law not in LAW_NAMES:
-        raise fail(f"--law {law!r}: must be one of {', '.join(LAW_NAMES)} or all")
     columns = {
         "params": params_col,
         "tokens": tokens_col,
@@ -160,137 +168,116 @@ def fit(
         "lr": lr_col,
         "batch_tokens": batch_col,
     }
-    options = {
-        "bootstrap_samples": bootstrap_samples,
-        "bootstrap_unit": bootstrap_unit,
-        "seed": seed,
-        "loss": loss,
-        "pinned": _parse_pins(pin),
-        "optimum": optimum,
-        "method": method,
-        "metric": metric_col,
-        "flops_per_param_token": flops_per_param_token,
-    }
-    try:
+    with errors(FIT_FLAGS):
         table, runs = load_source(source)
-        columns = {ours: theirs for ours, theirs in columns.items() if theirs != ours}
         points = prepare_points(
             table,
-            columns,
+            {ours: theirs for ours, theirs in columns.items() if theirs != ours},
             flops_per_param_token,
             budget_tolerance,
             exclude,
             drop_highest,
             source=str(source),
         )
-    except ConfigError as err:
-        raise fail(str(err)) from None
-
-    results, failures = [], []
-    for name in names:
-        try:
-            fitted = fit_law(name, points, runs, **options)
-            extra: dict = {}
-            if hasattr(fitted, "optimum") and fitted.allocation_exponents():
-                largest = float(points.frame["budget"].max())
-                extra["largest_budget"] = largest
-                extra["optima"] = [fitted.optimum(largest * m) for m in (1, 10, 100)]
-            if holdout:
-                extra["backtest"] = backtest(
-                    points,
-                    lambda p, n=name: fit_law(n, p, None, **{**options, "bootstrap_samples": 0}),
-                    holdout,
-                )
-                fitted.details["backtest"] = extra["backtest"]
-            results.append((fitted, extra))
-        except ConfigError as err:
-            if law != "all":
-                raise fail(str(err)) from None
-            failures.append({"law": name, "reason": str(err)})
-
-    written = []
-    for fitted, _ in results:
-        target = out
-        if law == "all" or target is None:
-            folder = (
-                out if (law == "all" and out is not None) else (runs / "fits" if runs else None)
-            )
-            target = folder / f"{fitted.law}.json" if folder is not None else None
-        if target is not None:
-            fitted.to_json(target)
-            written.append(str(target))
+        outcomes, skipped = fit_laws(
+            list(LAW_NAMES) if law == "all" else [law],
+            points,
+            runs,
+            out,
+            holdout,
+            bootstrap_samples=bootstrap_samples,
+            bootstrap_unit=bootstrap_unit,
+            seed=seed,
+            loss=loss,
+            pinned=_parse_pins(pin),
+            optimum=optimum,
+            method=method,
+            metric=metric_col,
+        )
     if as_json:
-        payload = [{**f.to_dict(), **{k: v for k, v in e.items()}} for f, e in results]
-        for item in payload:
-            item.pop("samples", None)
+        payload = [outcome.to_dict() for outcome in outcomes]
         typer.echo(
             json.dumps(
-                payload[0] if law != "all" else {"fits": payload, "skipped": failures},
+                payload[0] if law != "all" else {"fits": payload, "skipped": skipped},
                 default=float,
             )
         )
         return
-    for fitted, extra in results:
-        _law_table(fitted, extra)
-    for failure in failures:
-        typer.echo(f"skipped {failure['law']}: {failure['reason']}")
-    for path in written:
-        typer.echo(f"wrote {path}")
+    for outcome in outcomes:
+        _law_table(outcome)
+    for entry in skipped:
+        typer.echo(f"skipped {entry['law']}: {entry['reason']}")
+    for outcome in outcomes:
+        if outcome.path is not None:
+            typer.echo(f"wrote {outcome.path}")
+
+
+FIT_FLAGS = {
+    "law": "--law",
+    "loss": "--loss",
+    "pinned": "--pin",
+    "optimum": "--optimum",
+    "method": "--method",
+    "metric": "--metric-col",
+    "bootstrap_unit": "--bootstrap-unit",
+    "bootstrap_samples": "--bootstrap",
+    "holdout": "--holdout",
+    "exclude": "--exclude",
+}
+PREDICT_FLAGS = {
+    "compute": "--compute",
+    "params": "--params",
+    "tokens": "--tokens",
+    "unique_tokens": "--unique-tokens",
+    "n_experts": "--experts",
+}
 
 
 @app.command()
 def predict(
     source: Annotated[
-        Path | None, typer.Argument(help="A runs directory (its newest fit) or a fit file.")
+        Path | None, typer.Argument(help="A runs directory (its newest fits) or a fit file.")
     ] = None,
     fit_file: Annotated[Path | None, typer.Option("--fit", help="A fit file.")] = None,
     compute: Annotated[float | None, typer.Option(help="A FLOP budget.")] = None,
     params: Annotated[float | None, typer.Option(help="A model size (parameters).")] = None,
     tokens: Annotated[float | None, typer.Option(help="A token count.")] = None,
+    unique_tokens: Annotated[
+        float | None, typer.Option(help="Unique tokens (the data-constrained law).")
+    ] = None,
+    experts: Annotated[
+        int | None, typer.Option(help="Number of experts (the moe law; 0 = dense).")
+    ] = None,
     as_json: JsonOption = False,
 ) -> None:
     """Predict from a fitted law: at --compute C the optimal N*, D*, tokens per parameter,
     loss, and (where an hparams law was fitted) learning rate and batch size, each with its
-    interval; --params N or --tokens D give the optimal counterpart and compute.
+    interval; --params N or --tokens D alone give the optimal counterpart and compute; --params
+    and --tokens together give the loss there (with --unique-tokens or --experts for the laws
+    that take them).
 
     Example: scaling predict RUNS --compute 1e21
     """
-    from scaling.config import ConfigError
-    from scaling.fitting.api import newest_fit
-    from scaling.fitting.base import Law
+    from scaling.fitting.api import predict_from
 
-    try:
+    covariates = {"unique_tokens": unique_tokens, "n_experts": experts}
+    with errors(PREDICT_FLAGS):
         if fit_file is None and source is None:
             raise fail("give a runs directory or --fit FILE")
-        hparams = None
-        if fit_file is not None or (source is not None and source.is_file()):
-            law = Law.from_json(fit_file or source)
-        else:
-            law = Law.from_json(newest_fit(source, exclude=("hparams",)))
-            try:
-                hparams = Law.from_json(newest_fit(source, law="hparams"))
-            except ConfigError:
-                hparams = None
-        if law.law == "hparams":
-            law, hparams = None, law
-        prediction = {}
-        if law is not None:
-            prediction = law.predict(compute=compute, params=params, tokens=tokens)
-        if hparams is not None:
-            budget = prediction.get("compute", compute)
-            if budget is not None:
-                extra = hparams.predict(compute=budget)
-                prediction.setdefault("intervals", {}).update(extra.pop("intervals", {}))
-                prediction.update(extra)
-    except ConfigError as err:
-        raise fail(str(err)) from None
+        law_name, prediction = predict_from(
+            fit_file or source,
+            compute=compute,
+            params=params,
+            tokens=tokens,
+            **{k: v for k, v in covariates.items() if v is not None},
+        )
     if as_json:
         typer.echo(json.dumps(prediction))
         return
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(title=f"prediction ({law.law if law else 'hparams'} law)", title_justify="left")
+    table = Table(title=f"prediction ({law_name} law)", title_justify="left")
     table.add_column("quantity")
     table.add_column("value", justify="right")
     table.add_column("95% interval", justify="right")

@@ -9,7 +9,7 @@ from typing import Annotated
 
 import typer
 
-from scaling.cli import JsonOption, app, fail
+from scaling.cli import JsonOption, app, errors, fail
 
 RunsArg = Annotated[Path, typer.Argument(metavar="RUNS", help="A planned runs directory.")]
 StaleOption = Annotated[
@@ -57,7 +57,6 @@ def launch(
 
     torch.set_flush_denormal(True)
 
-    from scaling.config import ConfigError
     from scaling.launching.local import LaunchOptions, LocalExecutor
 
     options = LaunchOptions(
@@ -73,7 +72,9 @@ def launch(
     )
     if max_parallel < 1 or gpus_per_run < 1 or retries < 0:
         raise fail("--max-parallel and --gpus-per-run must be at least 1, --retries at least 0")
-    try:
+    if executor not in ("local", "slurm"):
+        raise fail(f"--executor {executor!r}: local or slurm")
+    with errors(LAUNCH_FLAGS):
         if executor == "slurm":
             from scaling.cli import _parse_override
             from scaling.launching.slurm import launch_slurm
@@ -81,12 +82,8 @@ def launch(
             overrides = dict(_parse_override(item) for item in slurm or [])
             typer.echo(launch_slurm(runs, options, dry_run=dry_run, overrides=overrides))
             return
-        if executor != "local":
-            raise fail(f"--executor {executor!r}: local or slurm")
         local = LocalExecutor(runs, options)
-    except ConfigError as err:
-        raise fail(str(err)) from None
-    finished = _run_with_table(local, runs, progress, stale_after)
+        finished = _run_with_table(local, runs, progress, stale_after)
     failed = [run_id for run_id, status in finished.items() if status != "done"]
     typer.echo(
         f"{len(finished)} run(s) trained here; "
@@ -94,6 +91,9 @@ def launch(
     )
     if failed:
         raise typer.Exit(code=1)
+
+
+LAUNCH_FLAGS = {"order": "--order", "selection": "--only/--skip"}
 
 
 def _run_with_table(local, runs: Path, progress: bool, stale_after: float) -> dict[str, str]:
@@ -141,13 +141,10 @@ def status(
 ) -> None:
     """Where the grid stands: per run its state, tokens, loss, wall time; per budget the
     counts of done, running, pending, stale, failed and diverged runs."""
-    from scaling.config import ConfigError
     from scaling.launching.status import render, status_frame
 
-    try:
+    with errors():
         frame = status_frame(runs, stale_after)
-    except ConfigError as err:
-        raise fail(str(err)) from None
     if as_json:
         typer.echo(json.dumps(json.loads(frame.to_json(orient="records"))))
         return
@@ -161,6 +158,7 @@ def status(
         try:
             while True:
                 time.sleep(2)
-                live.update(render(status_frame(runs, stale_after)))
+                with errors():
+                    live.update(render(status_frame(runs, stale_after)))
         except KeyboardInterrupt:
             pass

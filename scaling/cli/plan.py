@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from scaling.cli import JsonOption, app, fail
+from scaling.cli import JsonOption, app, errors, fail
 
 
 @app.command()
@@ -30,7 +30,6 @@ def plan(
     adds the new ones, and lists the runs the spec no longer has (nothing is deleted).
     Example: scaling plan sweeps/demo.toml --out scaling-demo
     """
-    from scaling.config import ConfigError
     from scaling.planning.output import DEVICES, plan_frame, summary, write_plan
     from scaling.planning.plan import plan_sweep
     from scaling.planning.spec import load_spec
@@ -41,18 +40,17 @@ def plan(
         raise fail(f"--mfu {mfu}: must be in (0, 1]")
     if out is None and not dry_run:
         raise fail("--out RUNS is needed (or --dry-run)")
-    try:
+    with errors():
         spec = load_spec(spec_path)
         the_plan = plan_sweep(spec, spec_path.parent)
         report = summary(the_plan, spec, device, mfu)
-    except ConfigError as err:
-        raise fail(str(err)) from None
     if strict and the_plan.warnings:
         raise fail(
             f"{spec_path}: --strict and {len(the_plan.warnings)} warning(s), first: "
             f"{the_plan.warnings[0]}"
         )
-    changes = None if dry_run else write_plan(the_plan, spec, out)
+    with errors():
+        changes = None if dry_run else write_plan(the_plan, spec, out)
     frame = plan_frame(the_plan)
     if as_json:
         typer.echo(

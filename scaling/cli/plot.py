@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import contextlib
-import json
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from scaling.cli import app, fail
+from scaling.cli import app, errors, fail
 
 
 @app.command()
@@ -19,54 +17,53 @@ def plot(
         Path | None,
         typer.Option(help="Folder for the figures (default: RUNS/figures, or ./figures)."),
     ] = None,
+    fit_files: Annotated[
+        list[Path] | None,
+        typer.Option("--fit", help="A fit file to draw (repeatable); default: RUNS/fits/*.json."),
+    ] = None,
     fmt: Annotated[str, typer.Option("--format", help="png, pdf or both: png,pdf.")] = "png",
 ) -> None:
     """Draw IsoFLOP profiles, the compute-optimal allocation with bootstrap bands and the
     Chinchilla line, loss curves with the frontier, L(N, D) contours, residuals, learning-rate
-    sweeps and the demo's holdout check: whichever the data supports.
+    sweeps and the demo's holdout check: whichever the data and the fits support.
 
-    Fits come from RUNS/fits/ when there; otherwise the parametric and IsoFLOP laws are fitted
-    here (without bootstrap).
+    The figures draw the fit files given (--fit, or every file in RUNS/fits/); with none, the
+    parametric and IsoFLOP laws are fitted here without bootstrap, and nothing is written but
+    the figures.
     """
-    from scaling.config import ConfigError
-    from scaling.fitting.api import fit_law, load_source
-    from scaling.fitting.base import Law
-    from scaling.fitting.points import prepare_points
+    from scaling.fitting import Law, prepare_points
+    from scaling.fitting.api import fit_laws, load_source, read_fits
 
     formats = [f.strip() for f in fmt.split(",")]
     if not formats or any(f not in ("png", "pdf", "svg") for f in formats):
         raise fail(f"--format {fmt!r}: png, pdf or svg, comma-separated")
-    try:
+    with errors({"law": "--fit"}):
         table, runs = load_source(source)
         points = prepare_points(table, source=str(source))
-        laws = {}
-        if runs is not None and (runs / "fits").is_dir():
-            for path in sorted((runs / "fits").glob("*.json")):
-                law = Law.from_json(path)
-                laws[law.law] = law
-        for name in ("parametric", "isoflop"):
-            if name in laws:
-                continue
-            with contextlib.suppress(ConfigError):  # unsupported law: its figures are skipped
-                laws[name] = fit_law(name, points)
+        if fit_files:
+            laws = {law.law: law for law in map(Law.from_json, fit_files)}
+        else:
+            laws = read_fits(runs) if runs is not None else {}
+        if not laws:
+            fitted, _ = fit_laws(["parametric", "isoflop"], points)
+            laws = {outcome.law.law: outcome.law for outcome in fitted}
+            typer.echo(f"no fit files: drew {', '.join(laws) or 'no'} laws fitted here")
         curves = summary = None
         if runs is not None:
             from scaling import results
+            from scaling.config import ConfigError
 
             try:
-                curves = results.load_curves(runs)
+                curves = results.load_curves(runs.path)
             except ConfigError:
-                curves = None
-            if (runs / "summary.json").is_file():
-                summary = json.loads((runs / "summary.json").read_text())
-    except ConfigError as err:
-        raise fail(str(err)) from None
+                curves = None  # no run has logged yet: no loss-curve figure
+            summary = runs.read_summary()
 
     import matplotlib.pyplot as plt
 
     from scaling.plotting import figures_for
 
-    folder = out or ((runs / "figures") if runs is not None else Path("figures"))
+    folder = out or (runs.figures if runs is not None else Path("figures"))
     folder.mkdir(parents=True, exist_ok=True)
     for name, figure in figures_for(points.frame, laws, curves, summary).items():
         for extension in formats:

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from scaling.cli import app, fail
+from scaling.cli import app, errors
 
 
 @app.command()
@@ -38,15 +38,14 @@ def train(
 
     torch.set_flush_denormal(True)  # before torch starts its worker threads
 
-    from scaling.config import ConfigError, load_run_config
+    from scaling.config import load_run_config
     from scaling.training.trainer import Interrupted
     from scaling.training.trainer import train as train_run
 
     try:
-        run_config = load_run_config(config)
-        result = train_run(run_config, out or config.parent, progress=progress)
-    except ConfigError as err:
-        raise fail(str(err)) from None
+        with errors():
+            run_config = load_run_config(config)
+            result = train_run(run_config, out or config.parent, progress=progress)
     except Interrupted as err:
         typer.echo(f"interrupted: {err}; run the same command again to resume", err=True)
         raise typer.Exit(code=130) from None

@@ -1,15 +1,38 @@
-"""Scaling-law fits: each ``fit_*`` returns a ``Law`` with parameters, intervals,
-``predict`` and a faithful ``to_json`` / ``Law.from_json``. No torch here."""
+"""Scaling-law fits. Every law is an estimator (settings in the constructor, ``fit(points)``,
+``predict``, ``to_json`` / ``Law.from_json``); importing this package registers all of them,
+so any fit file loads in a fresh process. No torch here."""
 
-from scaling.fitting.base import FitError, Law
+from scaling.fitting.base import LAWS, FitError, Law
+from scaling.fitting.data_constrained import DataConstrainedLaw, fit_data_constrained
+from scaling.fitting.downstream import DownstreamLaw, fit_downstream
+from scaling.fitting.hparams import HparamsLaw, fit_hparams
+from scaling.fitting.isoflop import EnvelopeLaw, IsoFLOPLaw, fit_envelope, fit_isoflop
+from scaling.fitting.kaplan import KaplanLaw, fit_kaplan
+from scaling.fitting.moe import MoELaw, fit_moe
 from scaling.fitting.parametric import ParametricLaw, fit_parametric
-from scaling.fitting.points import Points, prepare_points, read_table
+from scaling.fitting.points import Points, as_points, prepare_points, read_table
 
 __all__ = [
+    "LAWS",
+    "DataConstrainedLaw",
+    "DownstreamLaw",
+    "EnvelopeLaw",
     "FitError",
+    "HparamsLaw",
+    "IsoFLOPLaw",
+    "KaplanLaw",
     "Law",
+    "MoELaw",
     "ParametricLaw",
     "Points",
+    "as_points",
+    "fit_data_constrained",
+    "fit_downstream",
+    "fit_envelope",
+    "fit_hparams",
+    "fit_isoflop",
+    "fit_kaplan",
+    "fit_moe",
     "fit_parametric",
     "prepare_points",
     "read_table",

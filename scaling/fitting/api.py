@@ -1,18 +1,19 @@
-"""One entry point over every law, the one the CLI uses: load points, fit by name, save."""
+"""One entry point over every law, the one the CLI and the demo use: load points, fit by name
+(with an optional backtest and the compute-optimal table), choose where the fit file goes,
+and find the fit files of a runs directory."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-from scaling.fitting.base import FitError, Law
-from scaling.fitting.hparams import fit_hparams
-from scaling.fitting.isoflop import fit_envelope, fit_isoflop
-from scaling.fitting.kaplan import fit_kaplan
-from scaling.fitting.parametric import fit_parametric
-from scaling.fitting.points import Points, prepare_points, read_table
+from scaling.fitting.backtest import backtest
+from scaling.fitting.base import COMMON_SETTINGS, LAWS, FitError, Law
+from scaling.fitting.points import Points, read_table
+from scaling.rundir import RunsDir
 
 LAW_NAMES = (
     "parametric",
@@ -24,82 +25,210 @@ LAW_NAMES = (
     "hparams",
     "downstream",
 )
+OPTIMA_MULTIPLES = (1, 10, 100)  # the compute-optimal table: the largest budget and beyond
 
 
-def load_source(source: str | Path) -> tuple[pd.DataFrame, Path | None]:
+def load_source(source: str | Path) -> tuple[pd.DataFrame, RunsDir | None]:
     """(table, runs directory or None) from a runs directory or a CSV/Parquet file."""
     path = Path(source)
     if path.is_dir():
         from scaling import results
 
-        return results.load(path), path
+        return results.load(path), RunsDir(path)
     return read_table(path), None
+
+
+def law_class(name: str) -> type[Law]:
+    if name not in LAWS:
+        raise FitError(f"must be one of {', '.join(LAW_NAMES)} or all", param="law", value=name)
+    return LAWS[name]
+
+
+def make_law(name: str, **options: Any) -> Law:
+    """The law called ``name`` with those of ``options`` that are its settings (the others
+    belong to other laws: a CLI passes one set of options to every law of ``--law all``)."""
+    cls = law_class(name)
+    known = {**COMMON_SETTINGS, **cls.defaults}
+    return cls(**{k: v for k, v in options.items() if k in known and v is not None})
 
 
 def fit_law(
     name: str,
     points: Points,
-    runs: Path | None = None,
+    runs: RunsDir | None = None,
     curves: pd.DataFrame | None = None,
     **options: Any,
 ) -> Law:
-    """Fit the law called ``name``. ``options``: bootstrap_samples, bootstrap_unit, seed, and
-    the law's own keywords (loss, pinned, optimum, method, metric, ...)."""
-    common = {
-        k: options[k] for k in ("bootstrap_samples", "bootstrap_unit", "seed") if k in options
-    }
-    k = options.get("flops_per_param_token", 6.0)
-    if name == "parametric":
-        own = {
-            key: options[key] for key in ("loss", "pinned", "bounds", "starts") if key in options
-        }
-        return fit_parametric(points, flops_per_param_token=k, **own, **common)
-    if name == "isoflop":
-        return fit_isoflop(
-            points, optimum=options.get("optimum", "parabola"), flops_per_param_token=k, **common
-        )
-    if name == "envelope":
-        if curves is None:
-            if runs is None:
-                raise FitError(
-                    f"{points.source}: the envelope law needs loss curves: give a "
-                    "runs directory (its metrics.jsonl files)"
+    """Fit the law called ``name`` on ``points`` (the envelope law: on the loss curves of
+    ``runs``, or ``curves``). ``options``: any law's settings."""
+    law = make_law(name, **options)
+    if name != "envelope":
+        return law.fit(points)
+    if curves is None:
+        if runs is None:
+            raise FitError(
+                f"{points.source}: the envelope law needs loss curves: give a runs directory "
+                "(its metrics.jsonl files)"
+            )
+        from scaling import results
+
+        curves = results.load_curves(runs.path)
+    return law.fit(curves, source=str(runs.path if runs else points.source))
+
+
+@dataclass
+class FitOutcome:
+    """A fitted law, its compute-optimal table (laws that allocate), its backtest, its file."""
+
+    law: Law
+    optima: list[dict[str, float]] = field(default_factory=list)
+    backtest: dict[str, Any] | None = None
+    path: Path | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        out = {k: v for k, v in self.law.to_dict().items() if k != "samples"}
+        if self.optima:
+            out["largest_budget"] = self.optima[0]["compute"]
+            out["optima"] = self.optima
+        if self.backtest is not None:
+            out["backtest"] = self.backtest
+        if self.path is not None:
+            out["path"] = str(self.path)
+        return out
+
+
+def compute_optimal_table(law: Law, largest_budget: float) -> list[dict[str, Any]]:
+    """The optimum (with intervals) at the largest fitted budget, 10x and 100x it."""
+    if "optimum" not in law.answers:
+        return []
+    return [law.predict(compute=largest_budget * m) for m in OPTIMA_MULTIPLES]
+
+
+def fit_target(name: str, out: Path | None, runs: RunsDir | None, many: bool) -> Path | None:
+    """Where the fit file of law ``name`` goes: ``out`` (a file; a folder when fitting
+    ``many``), else RUNS/fits/<law>.json for a runs directory, else nowhere."""
+    if out is not None and not many:
+        return out
+    if out is not None:
+        return out / f"{name}.json"
+    return runs.fit_path(name) if runs is not None else None
+
+
+def fit_laws(
+    names: list[str],
+    points: Points,
+    runs: RunsDir | None = None,
+    out: Path | None = None,
+    holdout: str | None = None,
+    **options: Any,
+) -> tuple[list[FitOutcome], list[dict[str, str]]]:
+    """Fit each law of ``names``, write its fit file, and return (outcomes, skipped). With one
+    name a law that cannot be fitted raises; with several it is skipped with the reason."""
+    for name in names:
+        law_class(name)
+    outcomes, skipped = [], []
+    largest = float(points.frame["budget"].max()) if len(points) else float("nan")
+    for name in names:
+        try:
+            law = fit_law(name, points, runs, **options)
+            outcome = FitOutcome(law, compute_optimal_table(law, largest))
+            if holdout:
+                quiet = {**options, "bootstrap_samples": 0}
+                outcome.backtest = backtest(
+                    points, lambda p, n=name, q=quiet: fit_law(n, p, None, **q), holdout
                 )
-            from scaling import results
+                law.details["backtest"] = outcome.backtest
+        except FitError as err:
+            if len(names) == 1:
+                raise
+            skipped.append({"law": name, "reason": str(err)})
+            continue
+        outcome.path = fit_target(name, out, runs, many=len(names) > 1)
+        if outcome.path is not None:
+            law.to_json(outcome.path)
+        outcomes.append(outcome)
+    return outcomes, skipped
 
-            curves = results.load_curves(runs)
-        return fit_envelope(
-            curves,
-            bootstrap_samples=common.get("bootstrap_samples", 0),
-            seed=common.get("seed", 0),
-            source=str(runs),
+
+def read_fits(runs: RunsDir) -> dict[str, Law]:
+    """Every fit file of a runs directory, by law name (the newest file of each law)."""
+    laws: dict[str, tuple[float, Law]] = {}
+    for path in runs.fit_files():
+        law = Law.from_json(path)
+        mtime = path.stat().st_mtime
+        if law.law not in laws or mtime > laws[law.law][0]:
+            laws[law.law] = (mtime, law)
+    return {name: law for name, (_, law) in laws.items()}
+
+
+def newest_fit(runs: RunsDir, answers: str | None = None, exclude: tuple[str, ...] = ()) -> Law:
+    """The newest fit file of a runs directory whose law answers ``answers`` (loss, optimum,
+    hyperparameters), leaving out the laws in ``exclude``."""
+    found = None
+    for path in runs.fit_files():
+        law = Law.from_json(path)
+        if (answers is None or answers in law.answers) and law.law not in exclude:
+            mtime = path.stat().st_mtime
+            if found is None or mtime > found[0]:
+                found = (mtime, law)
+    if found is None:
+        what = f"law that answers {answers}" if answers else "fit file"
+        raise FitError(f"{runs.fits}: no {what} yet (run scaling fit first)")
+    return found[1]
+
+
+def predict_from(
+    source: str | Path,
+    compute: float | None = None,
+    params: float | None = None,
+    tokens: float | None = None,
+    **covariates: Any,
+) -> tuple[str, dict[str, Any]]:
+    """(law name, prediction) from a fit file, or from a runs directory's newest fit that
+    answers the question; at a compute budget, a fitted hyperparameter law adds its learning
+    rate and batch size (with their intervals)."""
+    path = Path(source)
+    hparams = None
+    if path.is_dir():
+        runs = RunsDir(path)
+        question = "loss" if params is not None and tokens is not None else "optimum"
+        try:
+            law = newest_fit(runs, question, exclude=("hparams",))
+        except FitError:
+            law = None
+        try:
+            hparams = newest_fit(runs, "hyperparameters")
+        except FitError:
+            if law is None:
+                raise
+    else:
+        law = Law.from_json(path)
+    if law is not None and "hyperparameters" in law.answers:
+        law, hparams = None, law
+    prediction: dict[str, Any] = {}
+    if law is not None:
+        prediction = law.predict(compute=compute, params=params, tokens=tokens, **covariates)
+    budget = prediction.get("compute", compute)
+    if hparams is not None and budget is not None:
+        extra = hparams.predict(compute=budget)
+        prediction.setdefault("intervals", {}).update(extra.pop("intervals", {}))
+        prediction.update(extra)
+    elif hparams is not None and law is None:
+        raise FitError(
+            "a hyperparameter law predicts from a compute budget", param="compute", value=compute
         )
-    if name == "kaplan":
-        return fit_kaplan(points, **common)
-    if name == "hparams":
-        return fit_hparams(points, method=options.get("method", "near-optimal"), **common)
-    if name == "data-constrained":
-        from scaling.fitting.data_constrained import fit_data_constrained
-
-        return fit_data_constrained(points, **common)
-    if name == "moe":
-        from scaling.fitting.moe import fit_moe
-
-        return fit_moe(points, **common)
-    if name == "downstream":
-        from scaling.fitting.downstream import fit_downstream
-
-        return fit_downstream(points, metric=options.get("metric", "accuracy"), **common)
-    raise FitError(f"--law {name!r}: must be one of {', '.join(LAW_NAMES)} or all")
+    return (law or hparams).law, prediction
 
 
-def newest_fit(runs: Path, law: str | None = None, exclude: tuple[str, ...] = ()) -> Path:
-    fits = sorted((runs / "fits").glob("*.json"), key=lambda p: p.stat().st_mtime, reverse=True)
-    for path in fits:
-        name = Law.from_json(path).law
-        if (law is None or name == law) and name not in exclude:
-            return path
-    raise FitError(f"{runs / 'fits'}: no {law or ''} fit file yet (run scaling fit first)")
-
-
-__all__ = ["LAW_NAMES", "fit_law", "load_source", "newest_fit", "prepare_points"]
+__all__ = [
+    "LAW_NAMES",
+    "FitOutcome",
+    "compute_optimal_table",
+    "fit_law",
+    "fit_laws",
+    "load_source",
+    "make_law",
+    "newest_fit",
+    "predict_from",
+    "read_fits",
+]

@@ -27,16 +27,16 @@ def backtest(
         held_mask = np.isclose(frame["params"], frame["params"].max())
         label = f"largest model ({frame['params'].max():.3g} parameters)"
     else:
-        raise FitError(f"--holdout {holdout!r}: must be one of {', '.join(HOLDOUTS)}")
+        raise FitError(f"must be one of {', '.join(HOLDOUTS)}", param="holdout", value=holdout)
     train, held = frame[~held_mask], frame[held_mask]
     law = fit(Points(train.reset_index(drop=True), [], f"{points.source} (backtest)"))
     report: dict[str, Any] = {"holdout": label, "n_fit": len(train), "n_held_out": len(held)}
-    if hasattr(law, "loss"):
+    if "loss" in law.answers:
         predicted = np.asarray(law.loss(held["params"], held["tokens"]), float)
         error = (predicted - held["loss"].to_numpy()) / held["loss"].to_numpy()
         report["loss_mean_abs_rel_error"] = float(np.abs(error).mean())
         report["loss_max_abs_rel_error"] = float(np.abs(error).max())
-    if holdout == "largest" and hasattr(law, "optimum"):
+    if holdout == "largest" and "optimum" in law.answers:
         observed = isoflop_optima(held)
         budget = float(held["budget"].iloc[0])
         predicted_opt = law.optimum(budget)

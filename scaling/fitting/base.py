@@ -1,16 +1,30 @@
-"""What every fitted law shares: parameters, intervals, provenance, JSON round trip.
+"""What every law shares: settings, fitting with bootstrap, the questions it answers, and its
+fit file.
 
-A law is a plain object. ``fit_*`` functions build one from points; ``predict`` answers
-questions about budgets nobody trained; ``to_json`` writes everything needed to rebuild the
-same object (bootstrap samples included, so predictions keep their intervals after loading).
+A law is an estimator in the manner of scikit-learn: settings go into the constructor
+(``ParametricLaw(loss="l2", bootstrap_samples=200)``), ``fit(points)`` sets the fitted
+attributes (``params``, ``intervals``, ``samples``, ...) and returns the law, ``predict``
+answers questions about budgets nobody trained, and ``to_json`` / ``Law.from_json`` round-trip
+everything (bootstrap samples included, so a loaded law predicts with the same intervals).
+
+The protocol the CLI, the planner's ``fit:`` rules and plotting rely on is ``answers``, the
+questions a law can answer, each a method taking an optional bootstrap ``sample``:
+
+- ``"loss"``:            ``loss(params, tokens, sample=None, **covariates)``
+- ``"optimum"``:         ``optimum(compute, sample=None)`` and ``compute_for(params=|tokens=)``
+- ``"hyperparameters"``: ``hyperparameters(compute, sample=None)`` (lr, batch_tokens)
+
+``covariates`` names the inputs beyond N and D that ``loss`` and ``predict`` take (unique
+tokens, number of experts). The file format carries ``format``; a file of a newer format is
+refused with a message, an older one is read.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+import math
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Self
 
 import numpy as np
 
@@ -18,10 +32,14 @@ from scaling.config import ConfigError
 from scaling.fileio import write_atomic
 
 LAWS: dict[str, type[Law]] = {}
+FORMAT = 2  # 1: settings under their old names (bootstrap for bootstrap_samples)
+MIN_BOOTSTRAP_FITTED = 0.5  # the fraction of resamples that must fit for intervals to mean much
+COMMON_SETTINGS = {"bootstrap_samples": 0, "bootstrap_unit": "points", "seed": 0}
+QUESTIONS = ("loss", "optimum", "hyperparameters")
 
 
 class FitError(ConfigError):
-    """A fit that cannot be made from these points: one line saying which and why."""
+    """A fit that cannot be made from these points, or a question a law cannot answer."""
 
 
 def toolkit_version() -> str:
@@ -36,97 +54,223 @@ def percentile_interval(values: np.ndarray, level: float = 0.95) -> list[float]:
     return [float(low), float(high)]
 
 
-MIN_BOOTSTRAP_FITTED = 0.5  # the fraction of resamples that must fit for intervals to mean much
+def positive(name: str, value: float | None) -> float | None:
+    """``value`` checked to be a positive finite number (None passes through)."""
+    if value is None:
+        return None
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise FitError(f"{name}={value!r}: must be a positive number") from None
+    if not math.isfinite(number) or number <= 0:
+        raise FitError(f"{name}={value!r}: must be a positive finite number")
+    return number
 
 
-@dataclass
 class Law:
-    """Base of every fitted law; subclasses set ``law`` and ``formula`` and add methods."""
+    """Base of every law. Subclasses set ``law``, ``formula``, ``defaults`` (their own
+    settings), ``answers`` and ``covariates``, and implement ``_fit`` and ``_refit``."""
 
     law: ClassVar[str] = ""
     formula: ClassVar[str] = ""
-
-    params: dict[str, float]
-    intervals: dict[str, list[float]] = field(default_factory=dict)
-    samples: list[dict[str, float]] = field(default_factory=list)  # bootstrap refits
-    n_points: int = 0
-    points_digest: str = ""
-    excluded: list[dict[str, Any]] = field(default_factory=list)
-    options: dict[str, Any] = field(default_factory=dict)
-    objective: float | None = None
-    details: dict[str, Any] = field(default_factory=dict)  # law-specific (per-budget optima, ...)
-    version: str = field(default_factory=toolkit_version)
+    defaults: ClassVar[dict[str, Any]] = {}
+    answers: ClassVar[frozenset[str]] = frozenset()
+    covariates: ClassVar[tuple[str, ...]] = ()
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
         if cls.law:
             LAWS[cls.law] = cls
 
-    @classmethod
-    def fitted(
-        cls,
-        points,
-        params: dict[str, float],
-        bootstrapped: tuple[list, dict],
-        options: dict[str, Any],
-        **fields: Any,
-    ) -> Law:
-        """A law fitted on ``points`` (a ``Points``), with its bootstrap (samples, intervals).
-        Where fewer than half the resamples could be fitted, the survivors are not a sample of
-        the law's uncertainty: the law then has no intervals, and ``details`` says why."""
-        samples, intervals = bootstrapped
-        requested = options.get("bootstrap", 0)
-        if requested and len(samples) < MIN_BOOTSTRAP_FITTED * requested:
-            fields["details"] = {
-                **fields.get("details", {}),
-                "bootstrap": f"only {len(samples)} of {requested} resamples could be fitted; "
-                "no intervals (more points per budget would give them)",
-            }
-            samples, intervals = [], {}
-        return cls(
-            params=params,
-            intervals=intervals,
-            samples=samples,
-            n_points=len(points),
-            points_digest=points.digest,
-            excluded=points.excluded,
-            options=options,
-            **fields,
-        )
+    def __init__(self, **settings: Any):
+        allowed = {**COMMON_SETTINGS, **self.defaults}
+        unknown = sorted(set(settings) - set(allowed))
+        if unknown:
+            raise FitError(
+                f"{self.law}: unknown setting {unknown[0]!r}; settings are {', '.join(allowed)}"
+            )
+        self.settings: dict[str, Any] = {**allowed, **settings}
+        if int(self.settings["bootstrap_samples"]) < 0:
+            raise FitError(f"bootstrap_samples={self.settings['bootstrap_samples']}: must be >= 0")
+        self.params: dict[str, float] = {}
+        self.intervals: dict[str, list[float]] = {}
+        self.samples: list[dict[str, float]] = []
+        self.n_points = 0
+        self.points_digest = ""
+        self.excluded: list[dict[str, Any]] = []
+        self.objective: float | None = None
+        self.details: dict[str, Any] = {}
+        self.version = toolkit_version()
 
-    # -- allocation ------------------------------------------------------------------------
-    def allocation_exponents(self) -> dict[str, float]:
+    @classmethod
+    def from_params(
+        cls, params: dict[str, float], samples: list[dict[str, float]] | None = None, **settings
+    ) -> Self:
+        """A law with known parameters (a published one, or a test's truth)."""
+        law = cls(**settings)
+        law.params = {k: float(v) for k, v in params.items()}
+        law.samples = list(samples or [])
+        return law
+
+    def get_params(self) -> dict[str, Any]:
+        """The settings, as scikit-learn names them."""
+        return dict(self.settings)
+
+    def __repr__(self) -> str:
+        changed = {
+            k: v for k, v in self.settings.items() if v != {**COMMON_SETTINGS, **self.defaults}[k]
+        }
+        args = ", ".join(f"{k}={v!r}" for k, v in changed.items())
+        state = f" fitted on {self.n_points} points" if self.params else ""
+        return f"{type(self).__name__}({args}){state}"
+
+    # -- fitting -----------------------------------------------------------------------------
+    def fit(self, data) -> Self:
+        """Fit on ``data`` (``Points`` or a DataFrame with canonical columns), then refit
+        ``bootstrap_samples`` resamples. Where fewer than half the resamples can be fitted, the
+        survivors are not a sample of the law's uncertainty: no intervals, and ``details``
+        says why."""
+        from scaling.fitting.bootstrap import bootstrap
+        from scaling.fitting.points import as_points
+
+        points = as_points(data)
+        params, objective, details = self._fit(points)
+        requested = int(self.settings["bootstrap_samples"])
+        samples, intervals = bootstrap(
+            self._bootstrap_frame(points),
+            lambda frame: self._refit(frame, params),
+            requested,
+            self.settings["bootstrap_unit"],
+            self.settings["seed"],
+        )
+        if requested and len(samples) < MIN_BOOTSTRAP_FITTED * requested:
+            details["bootstrap"] = (
+                f"only {len(samples)} of {requested} resamples could be fitted; "
+                "no intervals (more points per budget would give them)"
+            )
+            samples, intervals = [], {}
+        self.params, self.objective, self.details = params, objective, details
+        self.samples, self.intervals = samples, intervals
+        self.n_points, self.points_digest = len(points), points.digest
+        self.excluded = list(points.excluded)
+        return self
+
+    def _fit(self, points) -> tuple[dict[str, float], float | None, dict[str, Any]]:
+        """(params, objective, details) on ``points``; raise FitError when impossible."""
+        raise NotImplementedError
+
+    def _refit(self, frame, params: dict[str, float]) -> dict[str, float] | None:
+        """Parameters on one bootstrap resample (warm-started from ``params``); None when
+        that resample admits no fit."""
+        raise NotImplementedError
+
+    def _bootstrap_frame(self, points):
+        return points.frame
+
+    # -- the questions -------------------------------------------------------------------------
+    def _cannot(self, question: str) -> FitError:
+        can = ", ".join(sorted(self.answers)) or "nothing"
+        return FitError(f"the {self.law} law gives no {question}; it answers: {can}")
+
+    def loss(self, params, tokens, sample: dict[str, float] | None = None, **covariates):
+        raise self._cannot("loss")
+
+    def optimum(self, compute: float, sample: dict[str, float] | None = None) -> dict[str, float]:
+        raise self._cannot("compute-optimal allocation")
+
+    def compute_for(
+        self, sample: dict[str, float] | None = None, params=None, tokens=None
+    ) -> float:
+        raise self._cannot("compute-optimal allocation")
+
+    def hyperparameters(
+        self, compute: float, sample: dict[str, float] | None = None
+    ) -> dict[str, float]:
+        raise self._cannot("learning rate or batch size")
+
+    def allocation_exponents(self) -> dict[str, Any]:
         """``a`` and ``b`` of N_opt ∝ C^a and D_opt ∝ C^b where the law implies them."""
         return {}
 
-    def predict(
-        self, compute: float | None = None, params: float | None = None, tokens: float | None = None
-    ) -> dict[str, Any]:
-        raise FitError(f"the {self.law} law makes no prediction of this kind")
+    def _answer(self, sample, compute, params, tokens, covariates) -> dict[str, float]:
+        p = sample or self.params
+        if params is not None and tokens is not None:
+            if "loss" not in self.answers:
+                raise self._cannot("loss")
+            out = {"params": params, "tokens": tokens, **covariates}
+            out["loss"] = float(self.loss(params, tokens, p, **covariates))
+            return out
+        if "optimum" in self.answers:
+            if compute is None:
+                compute = self.compute_for(p, params=params, tokens=tokens)
+            return self.optimum(compute, p)
+        if "hyperparameters" in self.answers and compute is not None:
+            return {"compute": compute, **self.hyperparameters(compute, p)}
+        if "loss" in self.answers:
+            raise FitError(
+                f"the {self.law} law predicts the loss of a given size and token count: "
+                "give both params and tokens"
+            )
+        raise FitError(f"the {self.law} law predicts from a compute budget alone")
 
-    def _with_intervals(self, point: dict[str, float], fn, level: float = 0.95) -> dict[str, Any]:
-        """``point`` plus percentile intervals of ``fn(sample_params)`` over the bootstrap."""
-        out: dict[str, Any] = {key: float(value) for key, value in point.items()}
+    def predict(
+        self,
+        compute: float | None = None,
+        params: float | None = None,
+        tokens: float | None = None,
+        level: float = 0.95,
+        **covariates: float,
+    ) -> dict[str, Any]:
+        """Ask the law: ``params`` and ``tokens`` together give the loss there; ``compute``, or
+        ``params`` or ``tokens`` alone, give the compute-optimal allocation (and, for a
+        hyperparameter law, the learning rate and batch size at that compute). ``covariates``:
+        the law's own (``self.covariates``). Each answer carries its bootstrap interval."""
+        self._check_fitted()
+        compute, params, tokens = (
+            positive(name, value)
+            for name, value in (("compute", compute), ("params", params), ("tokens", tokens))
+        )
+        unknown = sorted(set(covariates) - set(self.covariates))
+        if unknown:
+            takes = ", ".join(self.covariates) or "no covariates"
+            raise FitError(f"the {self.law} law takes no {unknown[0]}; it takes {takes}")
+        covariates = {k: positive(k, v) if k != "n_experts" else v for k, v in covariates.items()}
+        given = sum(v is not None for v in (compute, params, tokens))
+        if given == 0 or (compute is not None and given > 1):
+            raise FitError("give compute, params, tokens, or params and tokens together")
+
+        def answer(sample):
+            return self._answer(sample, compute, params, tokens, covariates)
+
+        point = answer(None)
+        out: dict[str, Any] = {k: float(v) for k, v in point.items()}
         if self.samples:
-            draws = [fn(sample) for sample in self.samples]
+            draws = [answer(sample) for sample in self.samples]
             out["intervals"] = {
                 key: percentile_interval(np.array([d[key] for d in draws], dtype=float), level)
                 for key in point
             }
         return out
 
-    # -- serialisation ---------------------------------------------------------------------
+    def _check_fitted(self) -> None:
+        if not self.params:
+            raise FitError(f"the {self.law} law is not fitted yet: call fit(points) first")
+
+    # -- the fit file --------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
         return {
             "law": self.law,
+            "format": FORMAT,
             "formula": self.formula,
+            "answers": sorted(self.answers),
+            "covariates": list(self.covariates),
             "params": self.params,
             "intervals": self.intervals,
             **self.allocation_exponents(),
             "n_points": self.n_points,
             "points_digest": self.points_digest,
             "excluded": self.excluded,
-            "options": self.options,
+            "options": self.settings,
             "objective": self.objective,
             "details": self.details,
             "samples": self.samples,
@@ -140,36 +284,56 @@ class Law:
         return text
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> Law:
-        law_cls = LAWS.get(data.get("law", ""))
+    def from_dict(cls, data: dict[str, Any], source: str = "fit file") -> Law:
+        name = data.get("law", "")
+        law_cls = LAWS.get(name)
         if law_cls is None:
-            raise FitError(f"unknown law {data.get('law')!r}; known: {', '.join(sorted(LAWS))}")
-        return law_cls(
-            params=data["params"],
-            intervals=data.get("intervals", {}),
-            samples=data.get("samples", []),
-            n_points=data.get("n_points", 0),
-            points_digest=data.get("points_digest", ""),
-            excluded=data.get("excluded", []),
-            options=data.get("options", {}),
-            objective=data.get("objective"),
-            details=data.get("details", {}),
-            version=data.get("version", ""),
-        )
+            raise FitError(f"{source}: unknown law {name!r}; known: {', '.join(sorted(LAWS))}")
+        if cls is not Law and not issubclass(law_cls, cls):
+            raise FitError(f"{source}: holds a {name} law, not a {cls.law or cls.__name__}")
+        version = data.get("format", 1)
+        if not isinstance(version, int) or version > FORMAT:
+            raise FitError(
+                f"{source}: fit file format {version!r} is newer than this toolkit reads "
+                f"({FORMAT}); upgrade scaling"
+            )
+        settings = dict(data.get("options", {}))
+        if version == 1 and "bootstrap" in settings:
+            settings["bootstrap_samples"] = settings.pop("bootstrap")
+        known = {**COMMON_SETTINGS, **law_cls.defaults}
+        law = law_cls(**{k: v for k, v in settings.items() if k in known})
+        law.params = data["params"]
+        law.intervals = data.get("intervals", {})
+        law.samples = data.get("samples", [])
+        law.n_points = data.get("n_points", 0)
+        law.points_digest = data.get("points_digest", "")
+        law.excluded = data.get("excluded", [])
+        law.objective = data.get("objective")
+        law.details = data.get("details", {})
+        law.version = data.get("version", "")
+        return law
 
     @classmethod
     def from_json(cls, source: str | Path) -> Law:
         """A law from a fit file (path) or from the JSON text itself."""
         text = str(source)
+        label = "fit file"
         if not text.lstrip().startswith("{"):
             path = Path(source)
+            label = str(path)
             if not path.is_file():
                 raise FitError(f"{path}: no such fit file")
-            text = path.read_text()
+            try:
+                text = path.read_text()
+            except (OSError, UnicodeDecodeError) as err:
+                raise FitError(f"{path}: cannot read ({err})") from None
         try:
-            return cls.from_dict(json.loads(text))
-        except (json.JSONDecodeError, KeyError, TypeError) as err:
-            raise FitError(f"{source}: not a fit file ({err})") from None
+            data = json.loads(text)
+            if not isinstance(data, dict):
+                raise TypeError("not a JSON object")
+            return cls.from_dict(data, label)
+        except (json.JSONDecodeError, KeyError, TypeError, AttributeError) as err:
+            raise FitError(f"{label}: not a fit file ({err})") from None
 
 
 def _jsonable(value: Any) -> Any:
@@ -181,4 +345,6 @@ def _jsonable(value: Any) -> Any:
         return int(value)
     if isinstance(value, np.floating | float):
         return float(value) if np.isfinite(value) else None
+    if isinstance(value, np.bool_):
+        return bool(value)
     return value

@@ -19,9 +19,9 @@ def resample(frame: pd.DataFrame, unit: str, rng: np.random.Generator) -> pd.Dat
         return frame.iloc[rng.integers(0, len(frame), len(frame))]
     column = {"runs": "run_id", "budgets": "budget"}.get(unit)
     if column is None:
-        raise FitError(f"--bootstrap-unit {unit!r}: must be one of {', '.join(UNITS)}")
+        raise FitError(f"must be one of {', '.join(UNITS)}", param="bootstrap_unit", value=unit)
     if column not in frame:
-        raise FitError(f"--bootstrap-unit {unit}: the points have no {column!r} column")
+        raise FitError(f"the points have no {column!r} column", param="bootstrap_unit", value=unit)
     groups = list(frame.groupby(column, sort=True).indices.values())
     chosen = rng.integers(0, len(groups), len(groups))
     return frame.iloc[np.concatenate([groups[i] for i in chosen])]

@@ -9,36 +9,69 @@ a later sweep's learning rate and batch size.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import pandas as pd
 
 from scaling.fitting.base import FitError, Law
-from scaling.fitting.bootstrap import bootstrap
 from scaling.fitting.isoflop import _vertex
-from scaling.fitting.points import Points, prepare_points
 from scaling.fitting.powerlaw import evaluate, fit_power_law
 
 HPARAMS = ("lr", "batch_tokens")
 
 
 class HparamsLaw(Law):
+    """Settings: ``method`` (near-optimal or parabola), ``tolerance`` (near-optimal: within
+    this fraction of the best loss)."""
+
     law = "hparams"
     formula = "lr_opt = k_lr * C^e_lr; batch_opt = k_batch * C^e_batch"
+    defaults: ClassVar[dict[str, Any]] = {"method": "near-optimal", "tolerance": 0.005}
+    answers = frozenset({"hyperparameters"})
 
-    def at(self, p: dict[str, float], compute: float) -> dict[str, float]:
-        out = {"compute": float(compute)}
+    def hyperparameters(self, compute: float, sample=None) -> dict[str, float]:
+        p = sample or self.params
+        out = {}
         if "k_lr" in p:
             out["lr"] = float(evaluate(p["k_lr"], p["e_lr"], compute))
         if "k_batch" in p:
             out["batch_tokens"] = float(evaluate(p["k_batch"], p["e_batch"], compute))
         return out
 
-    def predict(self, compute=None, params=None, tokens=None) -> dict[str, Any]:
-        if compute is None:
-            raise FitError("the hparams law predicts from a compute budget (--compute)")
-        return self._with_intervals(self.at(self.params, compute), lambda p: self.at(p, compute))
+    def _fit(self, points):
+        frame = points.frame
+        names = [
+            n for n in HPARAMS if n in frame and frame[n].notna().all() and frame[n].nunique() > 1
+        ]
+        if not names:
+            raise FitError(
+                f"{points.source}: the hparams law needs runs that vary 'lr' or "
+                "'batch_tokens' (columns missing, empty or constant)"
+            )
+        method, tolerance = self.settings["method"], float(self.settings["tolerance"])
+        if method not in ("near-optimal", "parabola"):
+            raise FitError("must be 'near-optimal' or 'parabola'", param="method", value=method)
+        optima = hparam_optima(frame, names, method, tolerance)
+        params = _fit_laws(optima, names)
+        if params is None:
+            raise FitError(
+                f"{points.source}: fewer than 2 budgets have an optimum for "
+                f"{' and '.join(names)} ({len(optima)} budget(s) in the points)"
+            )
+        self._names = names
+        details = {
+            "fitted": names,
+            "budgets": optima.to_dict(orient="records"),
+            "joint": _fit_joint(optima, names),
+        }
+        return params, None, details
+
+    def _refit(self, frame, params):
+        s = self.settings
+        return _fit_laws(
+            hparam_optima(frame, self._names, s["method"], float(s["tolerance"])), self._names
+        )
 
 
 def _budget_optimum(group: pd.DataFrame, names: list[str], method: str, tolerance: float):
@@ -85,55 +118,10 @@ def _fit_laws(optima: pd.DataFrame, names: list[str]) -> dict[str, float] | None
     return params
 
 
-def fit_hparams(
-    data: pd.DataFrame | Points,
-    method: str = "near-optimal",
-    tolerance: float = 0.005,
-    bootstrap_samples: int = 0,
-    bootstrap_unit: str = "points",
-    seed: int = 0,
-) -> HparamsLaw:
-    """Fit η_opt(C) and/or B_opt(C) from runs that vary ``lr`` and/or ``batch_tokens`` at
-    several budgets."""
-    points = data if isinstance(data, Points) else prepare_points(data)
-    frame = points.frame
-    names = [n for n in HPARAMS if n in frame and frame[n].notna().all() and frame[n].nunique() > 1]
-    if not names:
-        raise FitError(
-            f"{points.source}: the hparams law needs runs that vary 'lr' or "
-            "'batch_tokens' (columns missing, empty or constant)"
-        )
-    if method not in ("near-optimal", "parabola"):
-        raise FitError(f"method={method!r}: must be 'near-optimal' or 'parabola'")
-    optima = hparam_optima(frame, names, method, tolerance)
-    params = _fit_laws(optima, names)
-    if params is None:
-        raise FitError(
-            f"{points.source}: fewer than 2 budgets have an optimum for "
-            f"{' and '.join(names)} ({len(optima)} budget(s) in the points)"
-        )
-
-    samples, intervals = bootstrap(
-        frame,
-        lambda s: _fit_laws(hparam_optima(s, names, method, tolerance), names),
-        bootstrap_samples,
-        bootstrap_unit,
-        seed,
-    )
-    return HparamsLaw.fitted(
-        points,
-        params,
-        (samples, intervals),
-        options={
-            "method": method,
-            "tolerance": tolerance,
-            "fitted": names,
-            "bootstrap": bootstrap_samples,
-            "bootstrap_unit": bootstrap_unit,
-            "seed": seed,
-        },
-        details={"budgets": optima.to_dict(orient="records"), "joint": _fit_joint(optima, names)},
-    )
+def fit_hparams(data, **settings: Any) -> HparamsLaw:
+    """``HparamsLaw(**settings).fit(data)``: η_opt(C) and/or B_opt(C) from runs that vary
+    ``lr`` and/or ``batch_tokens`` at several budgets."""
+    return HparamsLaw(**settings).fit(data)
 
 
 def _fit_joint(optima: pd.DataFrame, names: list[str]) -> dict[str, Any]:

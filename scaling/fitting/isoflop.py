@@ -7,14 +7,12 @@ not saturate: trust it only near the fitted budgets).
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import pandas as pd
 
 from scaling.fitting.base import FitError, Law, percentile_interval
-from scaling.fitting.bootstrap import bootstrap
-from scaling.fitting.points import Points, prepare_points
 from scaling.fitting.powerlaw import evaluate, fit_power_law, invert
 
 
@@ -22,17 +20,19 @@ class AllocationLaw(Law):
     """N_opt, D_opt and L_opt as power laws of compute."""
 
     formula = "N_opt = k_N * C^a; D_opt = k_D * C^b; L_opt = k_L * C^c"
+    answers = frozenset({"optimum"})
 
     def allocation_exponents(self) -> dict[str, float]:
-        return {"a": self.params["a"], "b": self.params["b"]}
+        return {"a": self.params["a"], "b": self.params["b"]} if self.params else {}
 
-    def _at(self, p: dict[str, float], compute=None, params=None, tokens=None) -> dict[str, float]:
-        if compute is None:
-            compute = (
-                invert(p["k_N"], p["a"], params)
-                if params is not None
-                else invert(p["k_D"], p["b"], tokens)
-            )
+    def compute_for(self, sample=None, params=None, tokens=None) -> float:
+        p = sample or self.params
+        if params is not None:
+            return float(invert(p["k_N"], p["a"], params))
+        return float(invert(p["k_D"], p["b"], tokens))
+
+    def optimum(self, compute: float, sample: dict[str, float] | None = None) -> dict[str, float]:
+        p = sample or self.params
         N, D = evaluate(p["k_N"], p["a"], compute), evaluate(p["k_D"], p["b"], compute)
         return {
             "compute": float(compute),
@@ -42,24 +42,114 @@ class AllocationLaw(Law):
             "loss": float(evaluate(p["k_L"], p["c"], compute)),
         }
 
-    def optimum(self, compute: float) -> dict[str, float]:
-        return self._at(self.params, compute=compute)
-
-    def predict(self, compute=None, params=None, tokens=None) -> dict[str, Any]:
-        if sum(v is not None for v in (compute, params, tokens)) != 1:
-            raise FitError("give exactly one of compute, params and tokens")
-        return self._with_intervals(
-            self._at(self.params, compute, params, tokens),
-            lambda p: self._at(p, compute, params, tokens),
-        )
+    def budget_optima(self) -> pd.DataFrame:
+        """The per-budget optima the power laws were fitted through (column ``used``)."""
+        rows = self.details.get("budgets") or self.details.get("optima") or []
+        frame = pd.DataFrame(rows)
+        if "used" not in frame:
+            frame["used"] = True
+        return frame
 
 
 class IsoFLOPLaw(AllocationLaw):
+    """Approach 2. Per budget, a parabola of loss in log N (and in log D); its vertex is the
+    optimum. A budget with fewer than 3 sizes, no minimum, or a vertex outside its sampled
+    range is left out with the reason. Settings: ``optimum="parametric"`` takes each kept
+    budget's optimum from an Approach 3 fit instead (no parabola bias under asymmetric
+    sampling); ``flops_per_param_token`` (None: the points' own) converts a vertex in N to
+    tokens where the profile in D has no vertex."""
+
     law = "isoflop"
+    defaults: ClassVar[dict[str, Any]] = {"optimum": "parabola", "flops_per_param_token": None}
+
+    def _fit(self, points):
+        frame = points.frame
+        optimum = self.settings["optimum"]
+        if optimum not in ("parabola", "parametric"):
+            raise FitError("must be 'parabola' or 'parametric'", param="optimum", value=optimum)
+        if self.settings["flops_per_param_token"] is None:
+            self.settings["flops_per_param_token"] = points.flops_per_param_token
+        n_budgets = frame["budget"].nunique()
+        if n_budgets < 2:
+            raise FitError(
+                f"{points.source}: an IsoFLOP fit needs at least 2 budgets; the points "
+                f"form {n_budgets} (give a budget column, or a wider budget_tolerance)"
+            )
+        self._parametric = None
+        if optimum == "parametric":
+            from scaling.fitting.parametric import ParametricLaw
+
+            self._parametric = ParametricLaw(
+                flops_per_param_token=self.settings["flops_per_param_token"]
+            ).fit(points)
+        optima = self._optima(frame)
+        used = optima[optima["used"]]
+        if len(used) < 2:
+            reasons = "; ".join(
+                f"{r.budget:.3g}: {r.reason}" for r in optima.itertuples() if r.reason
+            )
+            raise FitError(
+                f"{points.source}: fewer than 2 budgets have an interior minimum ({reasons})"
+            )
+        return _fit_allocation(used), None, {"budgets": optima.to_dict(orient="records")}
+
+    def _optima(self, frame: pd.DataFrame) -> pd.DataFrame:
+        k = float(self.settings["flops_per_param_token"] or 6.0)
+        return isoflop_optima(frame, self.settings["optimum"], k, self._parametric)
+
+    def _refit(self, frame, params):
+        kept = self._optima(frame)
+        kept = kept[kept["used"]]
+        return _fit_allocation(kept) if len(kept) >= 2 else None
 
 
 class EnvelopeLaw(AllocationLaw):
+    """Approach 1 from loss curves (``fit`` takes the curves of ``results.load_curves``:
+    run_id, params, tokens, flops, loss per logged step): at ``n_grid`` log-spaced FLOP values,
+    the run of least loss; power laws through those. Bootstrap resamples whole runs."""
+
     law = "envelope"
+    defaults: ClassVar[dict[str, Any]] = {"n_grid": 20}
+
+    def fit(self, data, source: str = "curves") -> EnvelopeLaw:
+        curves = data.frame if hasattr(data, "frame") else data
+        needed = {"run_id", "params", "tokens", "flops", "loss"} - set(curves)
+        if needed:
+            raise FitError(
+                f"{source}: the envelope needs loss curves with columns run_id, params, "
+                f"tokens, flops, loss; missing {', '.join(sorted(needed))}"
+            )
+        curves = curves[(curves["flops"] > 0) & np.isfinite(curves["loss"])]
+        if curves["params"].nunique() < 2:
+            raise FitError(f"{source}: the envelope needs runs of at least 2 model sizes")
+        n_grid = int(self.settings["n_grid"])
+        optima = envelope_optima(curves, n_grid)
+        if optima["params"].nunique() < 2:
+            raise FitError(
+                f"{source}: one model size wins at every compute; the envelope has no "
+                "slope (train smaller and larger models)"
+            )
+        # Bootstrap over runs: a run drawn twice enters twice, under two names.
+        runs = [run for _, run in curves.groupby("run_id", sort=True)]
+        rng = np.random.default_rng(self.settings["seed"])
+        samples = []
+        for _ in range(int(self.settings["bootstrap_samples"])):
+            chosen = rng.integers(0, len(runs), len(runs))
+            sample = pd.concat([runs[i].assign(run_id=j) for j, i in enumerate(chosen)])
+            found = envelope_optima(sample, n_grid)
+            if found["params"].nunique() >= 2:
+                samples.append(_fit_allocation(found))
+        self.settings["bootstrap_unit"] = "runs"
+        self.params = _fit_allocation(optima)
+        self.samples = samples
+        self.intervals = (
+            {key: percentile_interval(np.array([s[key] for s in samples])) for key in self.params}
+            if samples
+            else {}
+        )
+        self.n_points, self.points_digest, self.excluded = len(curves), "", []
+        self.details = {"optima": optima.to_dict(orient="records")}
+        return self
 
 
 def _fit_allocation(optima: pd.DataFrame) -> dict[str, float]:
@@ -99,6 +189,9 @@ def isoflop_optima(
         }
         x = np.log(group["params"].to_numpy())
         vertex, loss, reason = _vertex(x, group["loss"].to_numpy())
+        if len(np.unique(x)) >= 3:  # what the profile figure draws: loss = c2·x² + c1·x + c0
+            row["parabola"] = [float(c) for c in np.polyfit(x, group["loss"].to_numpy(), 2)]
+            row["log_params_range"] = [float(x.min()), float(x.max())]
         if vertex is None:
             row["reason"] = reason
         elif optimum == "parametric":
@@ -113,61 +206,9 @@ def isoflop_optima(
     return pd.DataFrame(rows)
 
 
-def fit_isoflop(
-    data: pd.DataFrame | Points,
-    optimum: str = "parabola",
-    bootstrap_samples: int = 0,
-    bootstrap_unit: str = "points",
-    seed: int = 0,
-    flops_per_param_token: float = 6.0,
-) -> IsoFLOPLaw:
-    """Approach 2. Per budget, a parabola of loss in log N (and in log D); its vertex is the
-    optimum. A budget with fewer than 3 sizes, no minimum, or a vertex outside its sampled
-    range is left out with the reason. ``optimum="parametric"`` takes each kept budget's
-    optimum from an Approach 3 fit instead (no parabola bias under asymmetric sampling)."""
-    points = data if isinstance(data, Points) else prepare_points(data)
-    frame = points.frame
-    if optimum not in ("parabola", "parametric"):
-        raise FitError(f"optimum={optimum!r}: must be 'parabola' or 'parametric'")
-    n_budgets = frame["budget"].nunique()
-    if n_budgets < 2:
-        raise FitError(
-            f"{points.source}: an IsoFLOP fit needs at least 2 budgets; the points "
-            f"form {n_budgets} (group them with --budget-col or --budget-tolerance)"
-        )
-    parametric = None
-    if optimum == "parametric":
-        from scaling.fitting.parametric import fit_parametric
-
-        parametric = fit_parametric(points, flops_per_param_token=flops_per_param_token)
-    optima = isoflop_optima(frame, optimum, flops_per_param_token, parametric)
-    used = optima[optima["used"]]
-    if len(used) < 2:
-        reasons = "; ".join(f"{r.budget:.3g}: {r.reason}" for r in optima.itertuples() if r.reason)
-        raise FitError(
-            f"{points.source}: fewer than 2 budgets have an interior minimum ({reasons})"
-        )
-    params = _fit_allocation(used)
-
-    def refit(sample: pd.DataFrame):
-        sample_optima = isoflop_optima(sample, optimum, flops_per_param_token, parametric)
-        kept = sample_optima[sample_optima["used"]]
-        return _fit_allocation(kept) if len(kept) >= 2 else None
-
-    samples, intervals = bootstrap(frame, refit, bootstrap_samples, bootstrap_unit, seed)
-    return IsoFLOPLaw.fitted(
-        points,
-        params,
-        (samples, intervals),
-        options={
-            "optimum": optimum,
-            "bootstrap": bootstrap_samples,
-            "bootstrap_unit": bootstrap_unit,
-            "seed": seed,
-            "flops_per_param_token": flops_per_param_token,
-        },
-        details={"budgets": optima.to_dict(orient="records")},
-    )
+def fit_isoflop(data, **settings: Any) -> IsoFLOPLaw:
+    """``IsoFLOPLaw(**settings).fit(data)``: Approach 2."""
+    return IsoFLOPLaw(**settings).fit(data)
 
 
 def envelope_optima(curves: pd.DataFrame, n_grid: int = 20) -> pd.DataFrame:
@@ -208,59 +249,6 @@ def envelope_optima(curves: pd.DataFrame, n_grid: int = 20) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def fit_envelope(
-    curves: pd.DataFrame,
-    n_grid: int = 20,
-    bootstrap_samples: int = 0,
-    seed: int = 0,
-    source: str = "curves",
-) -> EnvelopeLaw:
-    """Approach 1 from loss curves: columns run_id, params, tokens, flops, loss (one row per
-    logged step). Bootstrap resamples whole runs."""
-    needed = {"run_id", "params", "tokens", "flops", "loss"} - set(curves)
-    if needed:
-        raise FitError(
-            f"{source}: the envelope needs loss curves with columns run_id, params, "
-            f"tokens, flops, loss; missing {', '.join(sorted(needed))}"
-        )
-    curves = curves[(curves["flops"] > 0) & np.isfinite(curves["loss"])]
-    if curves["params"].nunique() < 2:
-        raise FitError(f"{source}: the envelope needs runs of at least 2 model sizes")
-    optima = envelope_optima(curves, n_grid)
-    if optima["params"].nunique() < 2:
-        raise FitError(
-            f"{source}: one model size wins at every compute; the envelope has no "
-            "slope (train smaller and larger models)"
-        )
-    params = _fit_allocation(optima)
-
-    # Bootstrap over runs: a run drawn twice enters twice, under two names.
-    runs = [run for _, run in curves.groupby("run_id", sort=True)]
-    rng = np.random.default_rng(seed)
-    samples = []
-    for _ in range(bootstrap_samples):
-        chosen = rng.integers(0, len(runs), len(runs))
-        sample = pd.concat([runs[i].assign(run_id=j) for j, i in enumerate(chosen)])
-        found = envelope_optima(sample, n_grid)
-        if found["params"].nunique() >= 2:
-            samples.append(_fit_allocation(found))
-    intervals = (
-        {key: percentile_interval(np.array([s[key] for s in samples])) for key in params}
-        if samples
-        else {}
-    )
-    return EnvelopeLaw(
-        params=params,
-        intervals=intervals,
-        samples=samples,
-        n_points=len(curves),
-        points_digest="",
-        excluded=[],
-        options={
-            "n_grid": n_grid,
-            "bootstrap": bootstrap_samples,
-            "bootstrap_unit": "runs",
-            "seed": seed,
-        },
-        details={"optima": optima.to_dict(orient="records")},
-    )
+def fit_envelope(curves: pd.DataFrame, source: str = "curves", **settings: Any) -> EnvelopeLaw:
+    """``EnvelopeLaw(**settings).fit(curves)``: Approach 1 from loss curves."""
+    return EnvelopeLaw(**settings).fit(curves, source=source)

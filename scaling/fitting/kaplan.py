@@ -12,37 +12,57 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from scipy.optimize import least_squares
 
 from scaling.fitting.base import FitError, Law
-from scaling.fitting.bootstrap import bootstrap
-from scaling.fitting.points import Points, prepare_points
+from scaling.fitting.minimize import multistart
 from scaling.fitting.powerlaw import fit_power_law
 
 
 class KaplanLaw(Law):
+    """N is ``params_nonembedding`` where the points carry it (Kaplan's convention)."""
+
     law = "kaplan"
     formula = "L(N, D) = [(N_c/N)^(alpha_N/alpha_D) + D_c/D]^alpha_D"
+    answers = frozenset({"loss"})
 
-    def loss(self, N, D, p: dict[str, float] | None = None):
-        p = p or self.params
-        N, D = np.asarray(N, float), np.asarray(D, float)
+    def loss(self, params, tokens, sample=None, **covariates):
+        p = sample or self.params
+        N, D = np.asarray(params, float), np.asarray(tokens, float)
         return ((p["N_c"] / N) ** (p["alpha_N"] / p["alpha_D"]) + p["D_c"] / D) ** p["alpha_D"]
 
-    def predict(self, compute=None, params=None, tokens=None) -> dict[str, Any]:
-        if params is None or tokens is None:
+    def _bootstrap_frame(self, points):
+        frame = points.frame.copy()
+        if "params_nonembedding" in frame:
+            frame["params"] = frame["params_nonembedding"].astype(float)
+        return frame
+
+    def _fit(self, points):
+        frame = self._bootstrap_frame(points)
+        if len(frame) < 4 or frame["params"].nunique() < 2 or frame["tokens"].nunique() < 2:
             raise FitError(
-                "the kaplan law predicts the loss of a given size and token count "
-                "(--params and --tokens)"
+                f"{points.source}: the kaplan law needs at least 4 points with 2 or more "
+                f"distinct sizes and token counts; got {len(frame)}"
             )
-        return self._with_intervals(
-            {"params": params, "tokens": tokens, "loss": float(self.loss(params, tokens))},
-            lambda p: {
-                "params": params,
-                "tokens": tokens,
-                "loss": float(self.loss(params, tokens, p)),
-            },
-        )
+        k_n, e_n = fit_power_law(frame["params"], frame["loss"])  # L = N_c^α · N^-α
+        k_d, e_d = fit_power_law(frame["tokens"], frame["loss"])
+        one_variable = {
+            "L(N)": {"N_c": float(k_n ** (-1 / e_n)), "alpha_N": -e_n},
+            "L(D)": {"D_c": float(k_d ** (-1 / e_d)), "alpha_D": -e_d},
+        }
+        fitted = _joint(frame, _starts(frame), keep=12)
+        if fitted is None:
+            raise FitError(f"{points.source}: the joint Kaplan fit did not converge")
+        params, objective = fitted
+        details = {
+            "one_variable": one_variable,
+            "N": "params_nonembedding" if "params_nonembedding" in points.frame else "params",
+        }
+        return params, objective, details
+
+    def _refit(self, frame, params):
+        warm = [np.log(params["N_c"]), np.log(params["D_c"]), params["alpha_N"], params["alpha_D"]]
+        result = _joint(frame, np.array([warm]))
+        return result[0] if result else None
 
 
 def _residual_fn(frame: pd.DataFrame):
@@ -55,22 +75,18 @@ def _residual_fn(frame: pd.DataFrame):
     return residual
 
 
-def _joint(frame: pd.DataFrame, starts: np.ndarray) -> tuple[dict[str, float], float] | None:
-    """Least squares on log loss from each start (exponents kept positive); the best."""
-    residual = _residual_fn(frame)
-    best = None
-    for start in starts:
-        result = least_squares(
-            residual,
-            start,
-            bounds=([-np.inf, -np.inf, 1e-4, 1e-4], np.inf),
-            xtol=1e-15,
-            ftol=1e-15,
-            gtol=1e-15,
-            max_nfev=5000,
-        )
-        if np.all(np.isfinite(result.x)) and (best is None or result.cost < best.cost):
-            best = result
+def _joint(
+    frame: pd.DataFrame, starts: np.ndarray, keep: int | None = None
+) -> tuple[dict[str, float], float] | None:
+    """Least squares on log loss from the best ``keep`` starts (exponents kept positive)."""
+    best = multistart(
+        _residual_fn(frame),
+        starts,
+        method="least_squares",
+        keep=keep,
+        bounds=([-np.inf, -np.inf, 1e-4, 1e-4], np.inf),
+        options={"xtol": 1e-15, "ftol": 1e-15, "gtol": 1e-15, "max_nfev": 5000},
+    )
     if best is None:
         return None
     log_nc, log_dc, alpha_n, alpha_d = best.x
@@ -80,13 +96,13 @@ def _joint(frame: pd.DataFrame, starts: np.ndarray) -> tuple[dict[str, float], f
         "D_c": float(np.exp(log_dc)),
         "alpha_D": float(alpha_d),
     }
-    return params, float(2 * best.cost)
+    return params, float(best.fun_value)
 
 
-def _starts(frame: pd.DataFrame, keep: int = 12) -> np.ndarray:
-    """A grid over exponents and scales, pruned to the ``keep`` starts of least residual."""
+def _starts(frame: pd.DataFrame) -> np.ndarray:
+    """A grid over exponents and scales around the largest size and token count."""
     log_n, log_d = np.log(frame["params"].max()), np.log(frame["tokens"].max())
-    grid = np.array(
+    return np.array(
         [
             (log_n + dn, log_d + dd, an, ad)
             for dn in (0.0, 5.0, 10.0, 20.0)
@@ -95,56 +111,8 @@ def _starts(frame: pd.DataFrame, keep: int = 12) -> np.ndarray:
             for ad in (0.03, 0.1, 0.3, 1.0)
         ]
     )
-    residual = _residual_fn(frame)
-    cost = np.array([np.square(residual(theta)).sum() for theta in grid])
-    return grid[np.argsort(cost)[:keep]]
 
 
-def fit_kaplan(
-    data: pd.DataFrame | Points,
-    bootstrap_samples: int = 0,
-    bootstrap_unit: str = "points",
-    seed: int = 0,
-) -> KaplanLaw:
-    """Fit Kaplan's laws. Uses ``params_nonembedding`` as N where the points carry it."""
-    points = data if isinstance(data, Points) else prepare_points(data)
-    frame = points.frame.copy()
-    if "params_nonembedding" in frame:
-        frame["params"] = frame["params_nonembedding"].astype(float)
-    if len(frame) < 4 or frame["params"].nunique() < 2 or frame["tokens"].nunique() < 2:
-        raise FitError(
-            f"{points.source}: the kaplan law needs at least 4 points with 2 or more "
-            f"distinct sizes and token counts; got {len(frame)}"
-        )
-    k_n, e_n = fit_power_law(frame["params"], frame["loss"])  # L = N_c^α · N^-α
-    k_d, e_d = fit_power_law(frame["tokens"], frame["loss"])
-    one_variable = {
-        "L(N)": {"N_c": float(k_n ** (-1 / e_n)), "alpha_N": -e_n},
-        "L(D)": {"D_c": float(k_d ** (-1 / e_d)), "alpha_D": -e_d},
-    }
-    fitted = _joint(frame, _starts(frame))
-    if fitted is None:
-        raise FitError(f"{points.source}: the joint Kaplan fit did not converge")
-    params, objective = fitted
-    warm = np.array(
-        [[np.log(params["N_c"]), np.log(params["D_c"]), params["alpha_N"], params["alpha_D"]]]
-    )
-
-    def refit(sample: pd.DataFrame):
-        result = _joint(sample, warm)
-        return result[0] if result else None
-
-    samples, intervals = bootstrap(frame, refit, bootstrap_samples, bootstrap_unit, seed)
-    return KaplanLaw.fitted(
-        points,
-        params,
-        (samples, intervals),
-        objective=objective,
-        options={
-            "bootstrap": bootstrap_samples,
-            "bootstrap_unit": bootstrap_unit,
-            "seed": seed,
-            "N": "params_nonembedding" if "params_nonembedding" in points.frame else "params",
-        },
-        details={"one_variable": one_variable},
-    )
+def fit_kaplan(data, **settings: Any) -> KaplanLaw:
+    """``KaplanLaw(**settings).fit(data)``."""
+    return KaplanLaw(**settings).fit(data)

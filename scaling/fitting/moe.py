@@ -13,59 +13,95 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from scipy.optimize import least_squares, minimize_scalar
+from scipy.optimize import minimize_scalar
 
 from scaling.fitting.base import FitError, Law
-from scaling.fitting.bootstrap import bootstrap
-from scaling.fitting.parametric import ParametricLaw, _rho, fit_parametric
-from scaling.fitting.points import Points, prepare_points
+from scaling.fitting.minimize import multistart
+from scaling.fitting.parametric import ParametricLaw, _Problem, _rho
+from scaling.fitting.points import Points
 
 GRANULAR = ("c", "g", "gamma", "a", "alpha", "b", "beta")
 
 
 class MoELaw(Law):
+    """Points need ``n_experts`` (0 or 1: dense) and ``params`` = active parameters."""
+
     law = "moe"
     formula = (
         "L_MoE(N_active, D) = L_dense(m_E * N_active, D); "
         "L(N, D, G) = c + (g/G^gamma + a)/N^alpha + b/D^beta"
     )
+    answers = frozenset({"loss"})
+    covariates = ("n_experts",)
 
-    def dense(self, p: dict[str, float] | None = None) -> ParametricLaw:
-        p = p or self.params
-        return ParametricLaw(params={k: p[k] for k in ("E", "A", "B", "alpha", "beta")})
+    def dense(self, sample=None) -> ParametricLaw:
+        p = sample or self.params
+        return ParametricLaw.from_params({k: p[k] for k in DENSE})
 
-    def multiplier(self, n_experts: int, p: dict[str, float] | None = None) -> float:
-        p = p or self.params
+    def multiplier(self, n_experts: int, sample=None) -> float:
+        p = sample or self.params
         if n_experts <= 1:
             return 1.0
         key = f"multiplier_{int(n_experts)}"
         if key not in p:
             fitted = sorted(k.removeprefix("multiplier_") for k in p if k.startswith("multiplier_"))
             raise FitError(
-                f"no multiplier fitted for {n_experts} experts; have {', '.join(fitted)}"
+                f"no multiplier fitted for {n_experts} experts; have {', '.join(fitted)}",
+                param="n_experts",
+                value=n_experts,
             )
         return p[key]
 
-    def loss(self, N, D, n_experts: int = 0, p: dict[str, float] | None = None):
-        return self.dense(p).loss(self.multiplier(n_experts, p) * np.asarray(N, float), D)
+    def loss(self, params, tokens, sample=None, n_experts: int = 0, **covariates):
+        n_experts = int(n_experts or 0)
+        scaled = self.multiplier(n_experts, sample) * np.asarray(params, float)
+        return self.dense(sample).loss(scaled, tokens)
 
-    def predict(self, compute=None, params=None, tokens=None, n_experts: int = 0) -> dict[str, Any]:
-        if params is None or tokens is None:
+    def _answer(self, sample, compute, params, tokens, covariates):
+        out = super()._answer(sample, compute, params, tokens, covariates)
+        out["multiplier"] = self.multiplier(int(covariates.get("n_experts") or 0), sample)
+        return out
+
+    def _fit(self, points):
+        frame = points.frame
+        if "n_experts" not in frame:
             raise FitError(
-                "the moe law predicts the loss of an active size, a token count and "
-                "an expert count (--params, --tokens, --experts)"
+                f"{points.source}: the moe law needs an 'n_experts' column (0 or 1 for dense runs)"
             )
+        dense_rows = frame[frame["n_experts"] <= 1]
+        if frame["n_experts"].max() <= 1:
+            raise FitError(f"{points.source}: no MoE points (n_experts > 1) to compare with dense")
+        dense = ParametricLaw().fit(Points(dense_rows.reset_index(drop=True), [], points.source))
+        params = {**dense.params, **_multipliers(frame, dense)}
+        per_expert: dict[str, Any] = {}
+        for e, group in frame[frame["n_experts"] > 1].groupby("n_experts"):
+            try:
+                own = ParametricLaw().fit(Points(group.reset_index(drop=True), [], points.source))
+                per_expert[str(int(e))] = {**own.params, "n_points": len(group)}
+            except FitError as err:
+                per_expert[str(int(e))] = {"skipped": str(err), "n_points": len(group)}
+        details: dict[str, Any] = {"dense_points": len(dense_rows), "per_expert": per_expert}
+        if "granularity" in frame and frame["granularity"].notna().all():
+            details["granular"] = fit_granular(frame)
+        return params, None, details
 
-        def at(p):
-            return {
-                "params": params,
-                "tokens": tokens,
-                "n_experts": n_experts,
-                "multiplier": self.multiplier(n_experts, p),
-                "loss": float(self.loss(params, tokens, n_experts, p)),
-            }
+    def _refit(self, frame, params):
+        sample_dense = frame[frame["n_experts"] <= 1]
+        sub = ParametricLaw.from_params({k: params[k] for k in DENSE})
+        if len(sample_dense) >= 6:
+            problem = _Problem(sample_dense, "huber", 1e-3, None, None)
+            start = np.log([params["E"], params["A"], params["B"]])
+            result = problem.minimize(np.r_[start, params["alpha"], params["beta"]])
+            e, a, b, alpha, beta = problem.full(result.x)
+            sub = ParametricLaw.from_params(
+                {"E": np.exp(e), "A": np.exp(a), "B": np.exp(b), "alpha": alpha, "beta": beta}
+            )
+        found = _multipliers(frame, sub)
+        wanted = {k for k in params if k.startswith("multiplier_")}
+        return {**sub.params, **found} if found.keys() == wanted else None
 
-        return self._with_intervals(at(self.params), at)
+
+DENSE = ("E", "A", "B", "alpha", "beta")
 
 
 def _multiplier(dense: ParametricLaw, group: pd.DataFrame) -> float:
@@ -113,23 +149,17 @@ def fit_granular(frame: pd.DataFrame) -> dict[str, Any]:
             for be in (0.2, 0.5)
         ]
     )
-    costs = np.array([np.square(residual(theta)).sum() for theta in grid])
-    best = None
-    for start in grid[np.argsort(costs)[:12]]:
-        result = least_squares(
-            residual,
-            start,
-            bounds=(
-                [-np.inf, -np.inf, 0, -np.inf, 0, -np.inf, 0],
-                [np.inf, np.inf, 3, np.inf, 3, np.inf, 3],
-            ),
-            xtol=1e-14,
-            ftol=1e-14,
-            gtol=1e-14,
-            max_nfev=5000,
-        )
-        if best is None or result.cost < best.cost:
-            best = result
+    best = multistart(
+        residual,
+        grid,
+        method="least_squares",
+        keep=12,
+        bounds=(
+            [-np.inf, -np.inf, 0, -np.inf, 0, -np.inf, 0],
+            [np.inf, np.inf, 3, np.inf, 3, np.inf, 3],
+        ),
+        options={"xtol": 1e-14, "ftol": 1e-14, "gtol": 1e-14, "max_nfev": 5000},
+    )
     lc, lg, gamma, la, alpha, lb, beta = best.x
     return {
         "c": np.exp(lc),
@@ -139,68 +169,10 @@ def fit_granular(frame: pd.DataFrame) -> dict[str, Any]:
         "alpha": alpha,
         "b": np.exp(lb),
         "beta": beta,
-        "objective": 2 * best.cost,
+        "objective": best.fun_value,
     }
 
 
-def fit_moe(
-    data: pd.DataFrame | Points,
-    bootstrap_samples: int = 0,
-    bootstrap_unit: str = "points",
-    seed: int = 0,
-) -> MoELaw:
-    """Points need ``n_experts`` (0 or 1: dense) and ``params`` = active parameters."""
-    points = data if isinstance(data, Points) else prepare_points(data)
-    frame = points.frame
-    if "n_experts" not in frame:
-        raise FitError(
-            f"{points.source}: the moe law needs an 'n_experts' column "
-            "(0 or 1 for dense runs; map it with --experts-col)"
-        )
-    dense_rows = frame[frame["n_experts"] <= 1]
-    if frame["n_experts"].max() <= 1:
-        raise FitError(f"{points.source}: no MoE points (n_experts > 1) to compare with dense")
-    dense = fit_parametric(Points(dense_rows.reset_index(drop=True), [], points.source))
-    params = {**dense.params, **_multipliers(frame, dense)}
-
-    per_expert: dict[str, Any] = {}
-    for e, group in frame[frame["n_experts"] > 1].groupby("n_experts"):
-        try:
-            own = fit_parametric(Points(group.reset_index(drop=True), [], points.source))
-            per_expert[str(int(e))] = {**own.params, "n_points": len(group)}
-        except FitError as err:
-            per_expert[str(int(e))] = {"skipped": str(err), "n_points": len(group)}
-    details: dict[str, Any] = {"dense_points": len(dense_rows), "per_expert": per_expert}
-    if "granularity" in frame and frame["granularity"].notna().all():
-        details["granular"] = fit_granular(frame)
-
-    def refit(sample: pd.DataFrame):
-        sample_dense = sample[sample["n_experts"] <= 1]
-        sub = ParametricLaw(params=dense.params)
-        if len(sample_dense) >= 6:
-            from scaling.fitting.parametric import _Problem
-
-            problem = _Problem(sample_dense, "huber", 1e-3, None, None)
-            start = np.log([dense.params["E"], dense.params["A"], dense.params["B"]])
-            result = problem.minimize(np.r_[start, dense.params["alpha"], dense.params["beta"]])
-            e, a, b, alpha, beta = problem.full(result.x)
-            sub = ParametricLaw(
-                params={
-                    "E": np.exp(e),
-                    "A": np.exp(a),
-                    "B": np.exp(b),
-                    "alpha": alpha,
-                    "beta": beta,
-                }
-            )
-        found = _multipliers(sample, sub)
-        return {**sub.params, **found} if found.keys() == params.keys() - set(sub.params) else None
-
-    samples, intervals = bootstrap(frame, refit, bootstrap_samples, bootstrap_unit, seed)
-    return MoELaw.fitted(
-        points,
-        params,
-        (samples, intervals),
-        options={"bootstrap": bootstrap_samples, "bootstrap_unit": bootstrap_unit, "seed": seed},
-        details=details,
-    )
+def fit_moe(data, **settings: Any) -> MoELaw:
+    """``MoELaw(**settings).fit(data)``."""
+    return MoELaw(**settings).fit(data)

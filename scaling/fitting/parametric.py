@@ -15,15 +15,14 @@ from __future__ import annotations
 
 import itertools
 import math
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import pandas as pd
 from scipy.optimize import minimize
 
 from scaling.fitting.base import FitError, Law, percentile_interval
-from scaling.fitting.bootstrap import bootstrap
-from scaling.fitting.points import Points, prepare_points
+from scaling.fitting.minimize import multistart
 
 NAMES = ("E", "A", "B", "alpha", "beta")
 LOSSES = ("huber", "l2", "l1")
@@ -84,8 +83,24 @@ def objective_and_gradient(theta, x, y, t, loss="huber", delta=1e-3):
 
 
 class ParametricLaw(Law):
+    """Approach 3. Settings: ``loss`` (huber, l2, l1), ``delta`` (Huber), ``pinned``
+    (parameters held fixed, e.g. {"E": 1.69}), ``bounds`` (per parameter (low, high) in
+    natural units), ``starts`` ("pruned": L-BFGS from the ``keep`` best of the 4500 grid
+    starts, or "all"), ``flops_per_param_token`` (k of C = k·N·D along which the optimum is
+    taken; None: the points' own, from the sweep's FLOP formula, else 6)."""
+
     law = "parametric"
     formula = "L(N, D) = E + A / N^alpha + B / D^beta"
+    defaults: ClassVar[dict[str, Any]] = {
+        "loss": "huber",
+        "delta": 1e-3,
+        "pinned": {},
+        "bounds": {},
+        "starts": "pruned",
+        "keep": 64,
+        "flops_per_param_token": None,
+    }
+    answers = frozenset({"loss", "optimum"})
 
     @staticmethod
     def _derived(p: dict[str, float]) -> dict[str, float]:
@@ -97,9 +112,9 @@ class ParametricLaw(Law):
         G = (p["alpha"] * p["A"] / (p["beta"] * p["B"])) ** (1 / (p["alpha"] + p["beta"]))
         return {"a": a, "b": 1 - a, "G": G}
 
-    def allocation_exponents(self) -> dict[str, float]:
+    def allocation_exponents(self) -> dict[str, Any]:
         derived = self._derived(self.params)
-        out = {"a": derived["a"], "b": derived["b"], "G": derived["G"]}
+        out: dict[str, Any] = {"a": derived["a"], "b": derived["b"], "G": derived["G"]}
         if self.samples:
             draws = [self._derived(s) for s in self.samples]
             out["derived_intervals"] = {
@@ -108,58 +123,96 @@ class ParametricLaw(Law):
             }
         return out
 
-    def loss(self, N, D, p: dict[str, float] | None = None):
-        p = p or self.params
+    def loss(self, params, tokens, sample: dict[str, float] | None = None, **covariates):
+        p = sample or self.params
         return (
             p["E"]
-            + p["A"] / np.asarray(N, float) ** p["alpha"]
-            + p["B"] / np.asarray(D, float) ** p["beta"]
+            + p["A"] / np.asarray(params, float) ** p["alpha"]
+            + p["B"] / np.asarray(tokens, float) ** p["beta"]
         )
 
     def _k(self) -> float:
-        return float(self.options.get("flops_per_param_token", 6.0))
+        return float(self.settings.get("flops_per_param_token") or 6.0)
 
-    def optimum(self, compute: float, p: dict[str, float] | None = None) -> dict[str, float]:
-        """N_opt(C) = G·(C/6)^a, D_opt(C) = (C/6)^b / G, and the loss there."""
-        p = p or self.params
+    def optimum(self, compute: float, sample: dict[str, float] | None = None) -> dict[str, float]:
+        """N_opt(C) = G·(C/k)^a, D_opt(C) = (C/k)^b / G, and the loss there."""
+        p = sample or self.params
         d = self._derived(p)
         scaled = compute / self._k()
         N, D = d["G"] * scaled ** d["a"], scaled ** d["b"] / d["G"]
         return {
-            "compute": compute,
+            "compute": float(compute),
             "params": N,
             "tokens": D,
             "tokens_per_param": D / N,
             "loss": float(self.loss(N, D, p)),
         }
 
-    def _compute_for(self, p, params=None, tokens=None) -> float:
-        d = self._derived(p)
+    def compute_for(self, sample=None, params=None, tokens=None) -> float:
+        d = self._derived(sample or self.params)
         if params is not None:
             return self._k() * (params / d["G"]) ** (1 / d["a"])
         return self._k() * (tokens * d["G"]) ** (1 / d["b"])
 
-    def predict(self, compute=None, params=None, tokens=None) -> dict[str, Any]:
-        """The compute-optimal allocation at a budget, or for a given size or token count."""
-        if sum(v is not None for v in (compute, params, tokens)) != 1:
-            raise FitError("give exactly one of compute, params and tokens")
+    def _problem(self, frame: pd.DataFrame) -> _Problem:
+        s = self.settings
+        return _Problem(frame, s["loss"], s["delta"], s["pinned"], s["bounds"])
 
-        def at(p):
-            c = compute if compute is not None else self._compute_for(p, params, tokens)
-            return self.optimum(c, p)
+    def _fit(self, points):
+        frame = points.frame
+        if len(frame) < 6 or frame["params"].nunique() < 2 or frame["tokens"].nunique() < 2:
+            raise FitError(
+                f"{points.source}: the parametric law needs at least 6 points with 2 or "
+                f"more distinct sizes and token counts; got {len(frame)}"
+            )
+        if self.settings["flops_per_param_token"] is None:
+            self.settings["flops_per_param_token"] = points.flops_per_param_token
+        problem = self._problem(frame)
+        grid = np.unique(chinchilla_starts()[:, problem.free], axis=0)
+        starts, keep = self.settings["starts"], int(self.settings["keep"])
+        if starts not in ("pruned", "all"):
+            raise FitError(f"starts={starts!r}: must be 'pruned' or 'all'")
 
-        return self._with_intervals(at(self.params), at)
+        def score(free: np.ndarray) -> np.ndarray:
+            full = np.tile(problem.fixed, (len(free), 1))
+            full[:, problem.free] = free
+            return problem.batch_values(full)
+
+        best = multistart(
+            problem.fun,
+            grid,
+            keep=keep if starts == "pruned" else None,
+            score=score,
+            jac=True,
+            bounds=problem.bounds,
+            options=LBFGS_OPTIONS,
+        )
+        if best is None:
+            raise FitError(f"{points.source}: the parametric fit did not converge from any start")
+        self._warm = best.x
+        details = {"converged": bool(best.success), "message": str(best.message)}
+        return _to_natural(problem.full(best.x)), float(best.fun), details
+
+    def _refit(self, frame, params):
+        problem = self._problem(frame)
+        result = problem.minimize(self._warm)
+        return _to_natural(problem.full(result.x)) if np.isfinite(result.fun) else None
+
+
+LBFGS_OPTIONS = {"maxiter": 5000, "maxfun": 20000, "ftol": 1e-15, "gtol": 1e-12, "maxcor": 20}
 
 
 def _free_layout(pinned: dict[str, float] | None):
     pinned = dict(pinned or {})
     unknown = set(pinned) - set(NAMES)
     if unknown:
-        raise FitError(f"--pin {sorted(unknown)[0]}: pinnable parameters are {', '.join(NAMES)}")
+        raise FitError(
+            f"pinnable parameters are {', '.join(NAMES)}", param="pinned", value=sorted(unknown)[0]
+        )
     fixed = np.full(5, np.nan)
     for name, value in pinned.items():
         if name in ("E", "A", "B") and value <= 0:
-            raise FitError(f"--pin {name}={value}: must be positive")
+            raise FitError("must be positive", param="pinned", value=f"{name}={value}")
         fixed[NAMES.index(name)] = np.log(value) if name in ("E", "A", "B") else value
     return fixed, np.isnan(fixed)
 
@@ -180,7 +233,7 @@ class _Problem:
 
     def __init__(self, frame: pd.DataFrame, loss: str, delta: float, pinned, bounds):
         if loss not in LOSSES:
-            raise FitError(f"--loss {loss!r}: must be one of {', '.join(LOSSES)}")
+            raise FitError(f"must be one of {', '.join(LOSSES)}", param="loss", value=loss)
         self.x = np.log(frame["params"].to_numpy(float))
         self.y = np.log(frame["tokens"].to_numpy(float))
         self.t = np.log(frame["loss"].to_numpy(float))
@@ -216,82 +269,10 @@ class _Problem:
 
     def minimize(self, start: np.ndarray):
         return minimize(
-            self.fun,
-            start,
-            jac=True,
-            method="L-BFGS-B",
-            bounds=self.bounds,
-            options={"maxiter": 5000, "maxfun": 20000, "ftol": 1e-15, "gtol": 1e-12, "maxcor": 20},
+            self.fun, start, jac=True, method="L-BFGS-B", bounds=self.bounds, options=LBFGS_OPTIONS
         )
 
 
-def _best_fit(problem: _Problem, starts: np.ndarray):
-    best = None
-    for start in starts:
-        result = problem.minimize(start)
-        if np.isfinite(result.fun) and (best is None or result.fun < best.fun):
-            best = result
-    return best
-
-
-def fit_parametric(
-    data: pd.DataFrame | Points,
-    loss: str = "huber",
-    delta: float = 1e-3,
-    pinned: dict[str, float] | None = None,
-    bounds: dict[str, tuple[float | None, float | None]] | None = None,
-    starts: str = "pruned",
-    keep: int = 64,
-    bootstrap_samples: int = 0,
-    bootstrap_unit: str = "points",
-    seed: int = 0,
-    flops_per_param_token: float = 6.0,
-) -> ParametricLaw:
-    """Fit L(N, D) = E + A/N^α + B/D^β (Approach 3). ``data``: points with params, tokens
-    and loss. ``starts``: "pruned" (L-BFGS from the ``keep`` best of the 4500 grid starts)
-    or "all". ``pinned``: parameters held fixed, e.g. {"E": 1.69}. ``bounds``: per parameter
-    (low, high) in natural units."""
-    points = data if isinstance(data, Points) else prepare_points(data)
-    frame = points.frame
-    if len(frame) < 6 or frame["params"].nunique() < 2 or frame["tokens"].nunique() < 2:
-        raise FitError(
-            f"{points.source}: the parametric law needs at least 6 points with 2 or "
-            f"more distinct sizes and token counts; got {len(frame)}"
-        )
-    problem = _Problem(frame, loss, delta, pinned, bounds)
-    grid = np.unique(chinchilla_starts()[:, problem.free], axis=0)
-    if starts == "pruned":
-        full = np.tile(problem.fixed, (len(grid), 1))
-        full[:, problem.free] = grid
-        grid = grid[np.argsort(problem.batch_values(full), kind="stable")[:keep]]
-    elif starts != "all":
-        raise FitError(f"starts={starts!r}: must be 'pruned' or 'all'")
-    best = _best_fit(problem, grid)
-    if best is None:
-        raise FitError(f"{points.source}: the parametric fit did not converge from any start")
-    theta = problem.full(best.x)
-
-    def refit(sample: pd.DataFrame):
-        sub = _Problem(sample, loss, delta, pinned, bounds)
-        result = sub.minimize(best.x)
-        return _to_natural(sub.full(result.x)) if np.isfinite(result.fun) else None
-
-    samples, intervals = bootstrap(frame, refit, bootstrap_samples, bootstrap_unit, seed)
-    return ParametricLaw.fitted(
-        points,
-        _to_natural(theta),
-        (samples, intervals),
-        objective=float(best.fun),
-        options={
-            "loss": loss,
-            "delta": delta,
-            "pinned": pinned or {},
-            "starts": starts,
-            "keep": keep,
-            "bootstrap": bootstrap_samples,
-            "bootstrap_unit": bootstrap_unit,
-            "seed": seed,
-            "flops_per_param_token": flops_per_param_token,
-        },
-        details={"converged": bool(best.success), "message": str(best.message)},
-    )
+def fit_parametric(data, **settings: Any) -> ParametricLaw:
+    """``ParametricLaw(**settings).fit(data)``: Approach 3 on points with params, tokens, loss."""
+    return ParametricLaw(**settings).fit(data)

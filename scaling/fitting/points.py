@@ -48,10 +48,23 @@ class Points:
         rows = sorted(tuple(f"{v:.12g}" for v in row) for row in self.frame[cols].to_numpy())
         return hashlib.sha256(repr(rows).encode()).hexdigest()[:16]
 
+    @property
+    def flops_per_param_token(self) -> float:
+        """k of C = k·N·D for these points: the median of FLOPs / (N·D). 6 for a 6N sweep;
+        more for the chinchilla and exact formulas, which count attention and logits."""
+        frame = self.frame
+        if frame.empty:
+            return 6.0
+        return float(np.median(frame["flops"] / (frame["params"] * frame["tokens"])))
+
     def column(self, name: str) -> np.ndarray:
         if name not in self.frame:
             raise FitError(f"{self.source}: this law needs a column {name!r}; it is missing")
         return self.frame[name].to_numpy(dtype=float)
+
+
+def as_points(data: pd.DataFrame | Points) -> Points:
+    return data if isinstance(data, Points) else prepare_points(data)
 
 
 def read_table(path: str | Path) -> pd.DataFrame:
@@ -115,10 +128,10 @@ def prepare_points(
     if len(known) < 2:
         raise FitError(
             f"{source}: need two of the columns params, tokens and flops; have "
-            f"{', '.join(known) or 'none'} (map yours with --params-col etc.)"
+            f"{', '.join(known) or 'none'} (map yours with columns=)"
         )
     if "loss" not in frame and "loss" in require:
-        raise FitError(f"{source}: no column 'loss' (map yours with --loss-col)")
+        raise FitError(f"{source}: no column 'loss' (map yours with columns=)")
     for name in [c for c in CANONICAL if c in frame]:
         values = pd.to_numeric(frame[name], errors="coerce").to_numpy(dtype=float)
         if name in ("params", "tokens", "flops", "loss"):
@@ -146,7 +159,7 @@ def prepare_points(
         try:
             hit = frame.eval(exclude).to_numpy(dtype=bool)
         except Exception as err:
-            raise FitError(f"--exclude {exclude!r}: not a valid query ({err})") from None
+            raise FitError(f"exclude={exclude!r}: not a valid query ({err})") from None
         drop(hit, f"query: {exclude}")
     if drop_highest:
         worst = frame["loss"].rank(method="first", ascending=False).to_numpy() <= drop_highest

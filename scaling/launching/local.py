@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
-import json
 import os
 import signal
 import subprocess
@@ -22,8 +21,8 @@ from pathlib import Path
 import pandas as pd
 
 from scaling.config import ConfigError
-from scaling.fileio import write_json_atomic
 from scaling.launching import state
+from scaling.rundir import RunDir, RunsDir
 
 PR_SET_PDEATHSIG = 1
 
@@ -43,15 +42,6 @@ class LaunchOptions:
     attempts: dict[str, int] = field(default_factory=dict)
 
 
-def read_plan(runs: Path) -> pd.DataFrame:
-    path = runs / "plan.csv"
-    if not path.is_file():
-        raise ConfigError(
-            f"{path}: no such file (plan the sweep first: scaling plan SPEC --out {runs})"
-        )
-    return pd.read_csv(path, dtype={"run_id": str})
-
-
 def _matches(plan: pd.DataFrame, expression: str) -> pd.Series:
     """run ids (comma-separated, prefixes allowed), a budget, or a pandas query."""
     parts = [p.strip() for p in expression.split(",")]
@@ -67,8 +57,9 @@ def _matches(plan: pd.DataFrame, expression: str) -> pd.Series:
         return plan.eval(expression).astype(bool)
     except Exception as err:
         raise ConfigError(
-            f"--only/--skip {expression!r}: not run ids, a budget or a query "
-            f"over plan.csv columns ({err})"
+            f"not run ids, a budget or a query over plan.csv columns ({err})",
+            param="selection",
+            value=expression,
         ) from None
 
 
@@ -79,7 +70,7 @@ def select_runs(plan: pd.DataFrame, options: LaunchOptions) -> list[str]:
     if options.skip:
         chosen = chosen[~_matches(chosen, options.skip)]
     if options.order not in ("small-first", "large-first"):
-        raise ConfigError(f"--order {options.order!r}: small-first or large-first")
+        raise ConfigError("small-first or large-first", param="order", value=options.order)
     chosen = chosen.sort_values(
         ["flops", "params", "run_id"], ascending=options.order == "small-first"
     )
@@ -94,6 +85,7 @@ def _die_with_parent() -> None:
 
 
 def _command(config: Path, gpus: int) -> list[str]:
+    """``scaling train`` of one config, under torchrun for several GPUs."""
     train = ["-m", "scaling", "train", str(config), "--no-progress"]
     if gpus > 1:
         port = str(29500 + os.getpid() % 5000)
@@ -111,34 +103,45 @@ def _command(config: Path, gpus: int) -> list[str]:
 
 
 class LocalExecutor:
+    """K runs at once, each in a child process; ``run`` returns {run_id: final state}."""
+
     def __init__(self, runs: Path, options: LaunchOptions):
-        self.runs, self.options = runs, options
-        self.plan = read_plan(runs)
+        self.runs, self.options = RunsDir(runs), options
+        self.plan = self.runs.read_plan()
         self.queue = select_runs(self.plan, options)
         self.active: dict[str, tuple[subprocess.Popen, list[int]]] = {}
         self.n_gpus = _visible_gpus()
         self.free_gpus = list(range(self.n_gpus))
         self.finished: dict[str, str] = {}
 
-    def run_dir(self, run_id: str) -> Path:
-        return self.runs / "runs" / run_id
+    def run_dir(self, run_id: str) -> RunDir:
+        return self.runs.run(run_id)
 
     def _may_retry(self, run_id: str, status: str) -> bool:
         retryable = status == "failed" or (status == "diverged" and self.options.retry_diverged)
         return retryable and self.options.attempts.get(run_id, 0) < self.options.retries
 
-    def _startable(self, run_id: str) -> bool:
-        status = state.run_state(self.run_dir(run_id), self.options.stale_after)
+    def _claim(self, run_id: str) -> bool:
+        """True when this launcher now owns the run: pending, stale, or to be retried (the
+        earlier attempt's result kept as result.<status>-<attempt>.json)."""
+        run = self.run_dir(run_id)
+        status = state.run_state(run, self.options.stale_after)
         if self._may_retry(run_id, status):
-            result = self.run_dir(run_id) / "result.json"
             attempt = self.options.attempts.get(run_id, 0) + 1
-            result.rename(result.with_name(f"result.{status}-{attempt}.json"))
+            run.set_result_aside(f"{status}-{attempt}")
             self.options.attempts[run_id] = attempt
-            return True
-        return status in ("pending", "stale")
+        elif status not in ("pending", "stale"):
+            return False
+        return state.try_claim(run, self.options.stale_after)
+
+    def _finish(self, run_id: str) -> None:
+        """Record the run's final state; queue it again when it may be retried."""
+        self.finished[run_id] = state.run_state(self.run_dir(run_id), self.options.stale_after)
+        if self._may_retry(run_id, self.finished[run_id]):
+            self.queue.insert(0, run_id)
 
     def _start(self, run_id: str, heartbeat: state.Heartbeat) -> None:
-        run_dir = self.run_dir(run_id)
+        run = self.run_dir(run_id)
         gpus: list[int] = []
         env = dict(os.environ)
         if self.n_gpus:
@@ -148,15 +151,15 @@ class LocalExecutor:
         else:  # CPU: split the cores between concurrent runs
             threads = max(1, (os.cpu_count() or 1) // self.options.max_parallel)
             env["OMP_NUM_THREADS"] = str(threads)
-        with (run_dir / "train.log").open("a") as log:  # the child keeps its own copy
+        with run.log_path.open("a") as log:  # the child keeps its own copy
             process = subprocess.Popen(
-                _command(run_dir / "config.json", len(gpus)),
+                _command(run.config_path, len(gpus)),
                 env=env,
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 preexec_fn=_die_with_parent,
             )
-        heartbeat.runs.add(run_dir)
+        heartbeat.runs.add(run)
         self.active[run_id] = (process, gpus)
 
     def _reap(self, heartbeat: state.Heartbeat) -> None:
@@ -164,26 +167,24 @@ class LocalExecutor:
             code = process.poll()
             if code is None:
                 continue
-            run_dir = self.run_dir(run_id)
-            heartbeat.runs.discard(run_dir)
+            run = self.run_dir(run_id)
+            heartbeat.runs.discard(run)
             self.free_gpus += gpus
             del self.active[run_id]
-            if code not in (0, 1, 3, 130) or (
-                code != 130 and not (run_dir / "result.json").exists()
-            ):
-                tail = (run_dir / "train.log").read_text().strip().splitlines()[-1:] or [""]
-                write_json_atomic(
-                    run_dir / "result.json",
+            if code not in (0, 1, 3, 130) or (code != 130 and not run.result_path.exists()):
+                tail = run.log_path.read_text().strip().splitlines()[-1:] or [""]
+                run.write_result(
                     {
                         "run_id": run_id,
                         "status": "failed",
                         "error": f"the training process exited with code {code}: {tail[0]}",
-                    },
+                    }
                 )
-            state.release(run_dir)
-            self.finished[run_id] = state.run_state(run_dir, self.options.stale_after)
-            if code != 130 and self._may_retry(run_id, self.finished[run_id]):
-                self.queue.insert(0, run_id)
+            state.release(run)
+            if code == 130:
+                self.finished[run_id] = state.run_state(run, self.options.stale_after)
+            else:
+                self._finish(run_id)
 
     def run(self, on_tick=None) -> dict[str, str]:
         heartbeat = state.Heartbeat(self.options.stale_after / 4)
@@ -197,9 +198,7 @@ class LocalExecutor:
                     )
                 ):
                     run_id = self.queue.pop(0)
-                    if self._startable(run_id) and state.try_claim(
-                        self.run_dir(run_id), self.options.stale_after
-                    ):
+                    if self._claim(run_id):
                         self._start(run_id, heartbeat)
                 self._reap(heartbeat)
                 if on_tick is not None:
@@ -226,6 +225,39 @@ class LocalExecutor:
             state.release(self.run_dir(run_id))
 
 
+class InProcessExecutor(LocalExecutor):
+    """The same selection, claims, heartbeats and retries, but every run trained one after the
+    other in this process (the demo, notebooks, tests): no child processes, and a run's
+    exception reaches the caller. ``on_start(run_id, number, total)`` is called before each."""
+
+    def run(self, on_tick=None, on_start=None) -> dict[str, str]:
+        from scaling.training.trainer import train
+
+        heartbeat = state.Heartbeat(self.options.stale_after / 4)
+        total, number = len(self.queue), 0
+        try:
+            while self.queue:
+                run_id = self.queue.pop(0)
+                number += 1
+                if not self._claim(run_id):
+                    continue
+                run = self.run_dir(run_id)
+                heartbeat.runs.add(run)
+                try:
+                    if on_start is not None:
+                        on_start(run_id, number, total)
+                    train(run.read_config(), run.path, progress=False)
+                finally:
+                    heartbeat.runs.discard(run)
+                    state.release(run)
+                self._finish(run_id)
+                if on_tick is not None:
+                    on_tick(self)
+        finally:
+            heartbeat.stop()
+        return self.finished
+
+
 def _visible_gpus() -> int:
     try:
         import torch
@@ -233,17 +265,3 @@ def _visible_gpus() -> int:
         return torch.cuda.device_count()
     except ImportError:
         return 0
-
-
-def last_metrics(run_dir: Path) -> dict:
-    """The last line of a run's metrics.jsonl (cheaply: only the file's tail is read)."""
-    path = run_dir / "metrics.jsonl"
-    try:
-        with path.open("rb") as handle:
-            handle.seek(0, os.SEEK_END)
-            size = handle.tell()
-            handle.seek(max(0, size - 4096))
-            lines = handle.read().decode(errors="replace").strip().splitlines()
-        return json.loads(lines[-1]) if lines else {}
-    except (FileNotFoundError, json.JSONDecodeError):
-        return {}

@@ -17,7 +17,6 @@ import os
 import signal
 import subprocess
 import sys
-import tomllib
 from pathlib import Path
 from typing import Any
 
@@ -25,45 +24,40 @@ import submitit
 
 from scaling.config import ConfigError
 from scaling.launching import state
-from scaling.launching.local import LaunchOptions, read_plan, select_runs
-
-KNOWN = {
-    "partition",
-    "account",
-    "time_min",
-    "nodes",
-    "gpus_per_node",
-    "cpus_per_task",
-    "mem_gb",
-    "array_parallelism",
-    "sbatch",
-    "cluster",
-}
+from scaling.launching.local import LaunchOptions, select_runs
+from scaling.rundir import RunsDir
 
 
 def slurm_settings(runs: Path, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
-    spec = runs / "sweep.toml"
-    settings: dict[str, Any] = {}
-    if spec.is_file():
-        settings.update(tomllib.loads(spec.read_text()).get("launch", {}).get("slurm", {}))
-    settings.update(overrides or {})
-    unknown = set(settings) - KNOWN
-    if unknown:
-        raise ConfigError(
-            f"{spec}: [launch.slurm] {sorted(unknown)[0]}: unknown key; allowed: "
-            f"{', '.join(sorted(KNOWN))}"
-        )
-    return settings
+    """[launch.slurm] of RUNS/sweep.toml with ``overrides`` (from --slurm KEY=VALUE), checked
+    by the spec's own section model: an unknown key or a wrong type names file and key."""
+    from pydantic import ValidationError
+
+    from scaling.config import describe_validation_error
+    from scaling.planning.spec import SlurmSection
+
+    directory = RunsDir(runs)
+    given = directory.read_sweep().get("launch", {}).get("slurm", {})
+    try:
+        SlurmSection.model_validate(given)
+    except ValidationError as err:
+        where = f"{directory.sweep_path}: [launch.slurm]"
+        raise ConfigError(describe_validation_error(err, where)) from None
+    try:
+        settings = SlurmSection.model_validate({**given, **(overrides or {})})
+    except ValidationError as err:
+        raise ConfigError(describe_validation_error(err, "--slurm")) from None
+    return settings.model_dump(exclude_none=True)
 
 
 def _executor_parameters(settings: dict[str, Any], n_jobs: int) -> dict[str, Any]:
-    gpus = settings.get("gpus_per_node", 0)
+    gpus = settings["gpus_per_node"]
     params = {
-        "timeout_min": settings.get("time_min", 60),
-        "nodes": settings.get("nodes", 1),
+        "timeout_min": settings["time_min"],
+        "nodes": settings["nodes"],
         "tasks_per_node": 1,
         "cpus_per_task": settings.get("cpus_per_task", max(1, 8 * max(gpus, 1))),
-        "slurm_array_parallelism": min(settings.get("array_parallelism", 256), max(n_jobs, 1)),
+        "slurm_array_parallelism": min(settings["array_parallelism"], max(n_jobs, 1)),
     }
     if gpus:
         params["gpus_per_node"] = gpus
@@ -85,7 +79,7 @@ class SlurmRun(submitit.helpers.Checkpointable):
         self.process: subprocess.Popen | None = None
 
     def _command(self) -> list[str]:
-        config = str(self.runs / "runs" / self.run_id / "config.json")
+        config = str(RunsDir(self.runs).run(self.run_id).config_path)
         env = submitit.JobEnvironment()
         nodes, gpus = env.num_nodes, _gpus_here()
         if nodes * max(gpus, 1) == 1:
@@ -113,15 +107,15 @@ class SlurmRun(submitit.helpers.Checkpointable):
         ]
 
     def __call__(self) -> str:
-        run_dir = self.runs / "runs" / self.run_id
+        run = RunsDir(self.runs).run(self.run_id)
         leader = submitit.JobEnvironment().node == 0
-        if leader and not state.try_claim(run_dir, self.stale_after):
-            return state.run_state(run_dir, self.stale_after)  # done, or someone else has it
+        if leader and not state.try_claim(run, self.stale_after):
+            return state.run_state(run, self.stale_after)  # done, or someone else has it
         heartbeat = state.Heartbeat(self.stale_after / 4)
         if leader:
-            heartbeat.runs.add(run_dir)
+            heartbeat.runs.add(run)
         try:
-            with (run_dir / "train.log").open("a") as log:
+            with run.log_path.open("a") as log:
                 self.process = subprocess.Popen(
                     self._command(), stdout=log, stderr=subprocess.STDOUT, env=dict(os.environ)
                 )
@@ -129,10 +123,10 @@ class SlurmRun(submitit.helpers.Checkpointable):
         finally:
             heartbeat.stop()
             if leader:
-                state.release(run_dir)
+                state.release(run)
         if code == 130:
             return "interrupted"
-        return state.run_state(run_dir, self.stale_after)
+        return state.run_state(run, self.stale_after)
 
     def checkpoint(self, *args: Any, **kwargs: Any):
         """Preemption or time-out: let training checkpoint, then requeue this task."""
@@ -164,14 +158,14 @@ def launch_slurm(
     script). ``cluster = "local"`` in the settings runs the tasks as local processes."""
     runs = runs.resolve()  # array tasks may start in another directory
     settings = slurm_settings(runs, overrides)
-    plan = read_plan(runs)
+    directory = RunsDir(runs)
     pending = [
         r
-        for r in select_runs(plan, options)
-        if state.run_state(runs / "runs" / r, options.stale_after) in ("pending", "stale")
+        for r in select_runs(directory.read_plan(), options)
+        if state.run_state(directory.run(r), options.stale_after) in ("pending", "stale")
     ]
     params = _executor_parameters(settings, len(pending))
-    folder = runs / "slurm" / "%j"
+    folder = directory.slurm_logs / "%j"
     if dry_run:
         from submitit.slurm.slurm import _make_sbatch_string
 

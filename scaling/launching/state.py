@@ -16,24 +16,19 @@ import os
 import socket
 import threading
 import time
-from pathlib import Path
+
+from scaling.rundir import RunDir
 
 STATES = ("pending", "running", "stale", "done", "failed", "diverged")
 DEFAULT_STALE_AFTER = 120.0
 
 
-def claim_path(run_dir: Path) -> Path:
-    return run_dir / "claim.json"
-
-
-def run_state(run_dir: Path, stale_after: float = DEFAULT_STALE_AFTER) -> str:
-    result = run_dir / "result.json"
-    if result.is_file():
-        try:
-            return json.loads(result.read_text()).get("status", "failed")
-        except json.JSONDecodeError:
-            return "failed"
-    claim = claim_path(run_dir)
+def run_state(run: RunDir, stale_after: float = DEFAULT_STALE_AFTER) -> str:
+    """The run's state from its files; a corrupt result.json raises ConfigError naming it."""
+    result = run.read_result()
+    if result is not None:
+        return result["status"]
+    claim = run.claim_path
     try:
         age = time.time() - claim.stat().st_mtime
     except FileNotFoundError:
@@ -41,19 +36,19 @@ def run_state(run_dir: Path, stale_after: float = DEFAULT_STALE_AFTER) -> str:
     return "running" if age < stale_after else "stale"
 
 
-def read_claim(run_dir: Path) -> dict:
+def read_claim(run: RunDir) -> dict:
     try:
-        return json.loads(claim_path(run_dir).read_text())
+        return json.loads(run.claim_path.read_text())
     except (FileNotFoundError, json.JSONDecodeError):
         return {}
 
 
-def try_claim(run_dir: Path, stale_after: float = DEFAULT_STALE_AFTER) -> bool:
+def try_claim(run: RunDir, stale_after: float = DEFAULT_STALE_AFTER) -> bool:
     """Claim the run for this process; True when it is ours. A stale claim is moved aside
     (one rename wins) and claimed afresh."""
-    claim = claim_path(run_dir)
-    if run_state(run_dir, stale_after) == "stale":
-        aside = run_dir / f"claim.stale.{os.getpid()}.{time.time_ns()}"
+    claim = run.claim_path
+    if run_state(run, stale_after) == "stale":
+        aside = claim.with_name(f"{claim.name}.stale.{os.getpid()}.{time.time_ns()}")
         try:
             claim.rename(aside)
             if time.time() - aside.stat().st_mtime < stale_after:
@@ -68,7 +63,7 @@ def try_claim(run_dir: Path, stale_after: float = DEFAULT_STALE_AFTER) -> bool:
             pass  # another launcher moved it first
         except FileExistsError:
             return False
-    if (run_dir / "result.json").is_file():
+    if run.result_path.is_file():
         return False
     try:
         fd = os.open(claim, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
@@ -81,8 +76,8 @@ def try_claim(run_dir: Path, stale_after: float = DEFAULT_STALE_AFTER) -> bool:
     return True
 
 
-def release(run_dir: Path) -> None:
-    claim_path(run_dir).unlink(missing_ok=True)
+def release(run: RunDir) -> None:
+    run.claim_path.unlink(missing_ok=True)
 
 
 class Heartbeat:
@@ -90,18 +85,18 @@ class Heartbeat:
 
     def __init__(self, interval: float):
         self.interval = interval
-        self.runs: set[Path] = set()
+        self.runs: set[RunDir] = set()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._beat, daemon=True)
         self._thread.start()
 
     def _beat(self) -> None:
         while not self._stop.wait(self.interval):
-            for run_dir in list(self.runs):
+            for run in list(self.runs):
                 try:
-                    os.utime(claim_path(run_dir))
+                    os.utime(run.claim_path)
                 except FileNotFoundError:
-                    self.runs.discard(run_dir)
+                    self.runs.discard(run)
 
     def stop(self) -> None:
         self._stop.set()

@@ -2,21 +2,21 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pandas as pd
 
 from scaling.launching import state
-from scaling.launching.local import last_metrics, read_plan
+from scaling.rundir import RunsDir
 
 
 def status_frame(runs: Path, stale_after: float = state.DEFAULT_STALE_AFTER) -> pd.DataFrame:
-    plan = read_plan(runs)
+    directory = RunsDir(runs)
+    plan = directory.read_plan()
     rows = []
     for planned in plan.itertuples():
-        run_dir = runs / "runs" / planned.run_id
-        status = state.run_state(run_dir, stale_after)
+        run = directory.run(planned.run_id)
+        status = state.run_state(run, stale_after)
         row = {
             "run_id": planned.run_id,
             "budget": planned.budget,
@@ -29,9 +29,8 @@ def status_frame(runs: Path, stale_after: float = state.DEFAULT_STALE_AFTER) -> 
             "wall_s": None,
             "eta_s": None,
         }
-        result_path = run_dir / "result.json"
-        if status in ("done", "failed", "diverged") and result_path.is_file():
-            result = json.loads(result_path.read_text())
+        result = run.read_result()
+        if result is not None:
             row.update(
                 tokens_done=result.get("tokens", 0),
                 loss=result.get("final_eval_loss"),
@@ -39,7 +38,7 @@ def status_frame(runs: Path, stale_after: float = state.DEFAULT_STALE_AFTER) -> 
                 error=result.get("error") or result.get("reason"),
             )
         else:
-            last = last_metrics(run_dir)
+            last = run.last_metrics()
             if last:
                 row.update(
                     tokens_done=last.get("tokens", 0),

@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import io
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-from scaling.config import DataConfig, TrainConfig
-from scaling.fileio import write_atomic, write_json_atomic
+from scaling.config import DataConfig
 from scaling.planning.plan import Plan
 from scaling.planning.spec import SweepSpec
+from scaling.rundir import RunsDir
 
 # Sustained FLOP/s a device reaches at 100% MFU (peak dense bf16 for GPUs); the CPU entry is
 # what 2 cores of this project's CI machine sustain on 10M-parameter models (BENCHMARKS.md),
@@ -93,23 +92,22 @@ def write_plan(plan: Plan, spec: SweepSpec, out: Path) -> dict[str, list[str]]:
     (same run_id: its results untouched) and no longer in the spec (left on disk)."""
     import tomli_w
 
-    previous: list[str] = []
-    if (out / "plan.csv").is_file():
-        previous = pd.read_csv(out / "plan.csv", dtype={"run_id": str})["run_id"].tolist()
+    runs = RunsDir(out)
+    previous = runs.run_ids() if runs.is_planned() else []
     new, kept = [], []
     for row in plan.runs:
-        run_dir = out / "runs" / row["run_id"]
-        if (run_dir / "config.json").is_file():
+        run = runs.run(row["run_id"])
+        if run.has_config():
             kept.append(row["run_id"])
             continue
-        write_json_atomic(run_dir / "config.json", row["config"].model_dump(mode="json"))
+        run.write_config(row["config"])
         new.append(row["run_id"])
     resolved = spec.model_dump(mode="json")
-    defaults = TrainConfig().model_dump(mode="json", exclude={"tokens"})
-    resolved["train"] = {**defaults, **resolved["train"]}  # the defaults every run starts from
-    write_atomic(out / "sweep.toml", tomli_w.dumps(_toml_ready(resolved)))
-    buffer = io.StringIO()
-    plan_frame(plan).to_csv(buffer, index=False)
-    write_atomic(out / "plan.csv", buffer.getvalue())
+    resolved["model"] = {**resolved["model"], **spec.architecture}  # what every run was given
+    resolved["launch"] = spec.launch.model_dump(mode="json", exclude_unset=True)
+    if not resolved["launch"]:  # as given: the executors fill in their own defaults
+        del resolved["launch"]
+    runs.write_sweep(tomli_w.dumps(_toml_ready(resolved)))
+    runs.write_plan(plan_frame(plan))
     current = {row["run_id"] for row in plan.runs}
     return {"new": new, "kept": kept, "dropped": [r for r in previous if r not in current]}

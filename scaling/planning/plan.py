@@ -20,7 +20,7 @@ from pydantic import ValidationError
 from scaling.config import ConfigError, DataConfig, RunConfig, TrainConfig
 from scaling.counting import count_params, flops_per_token
 from scaling.planning import rules
-from scaling.planning.shapes import Shape, search_shapes, shrinking_shapes
+from scaling.planning.shapes import Shape, search_shape, search_shapes, shrinking_shapes
 from scaling.planning.spec import (
     CartesianGrid,
     FixedGrid,
@@ -53,15 +53,13 @@ def run_id_of(config: RunConfig) -> str:
     return hashlib.sha256(payload.encode()).hexdigest()[:12]
 
 
-def _centre(grid, budget: float, spec_dir: Path) -> float:
-    """The size a budget's sizes spread around: N with C = 6·N·(t·N), or a law's N_opt(C)."""
+def _centre(grid, budget: float, spec: SweepSpec, spec_dir: Path) -> float:
+    """The size a budget's sizes spread around: a law's N_opt(C) (``fit:PATH``), or the N
+    that spends C on t tokens per parameter under the sweep's own FLOP formula, C = f(N)·t·N
+    with f(N) the FLOPs per token of N's shape (6N under "6N"; more under "chinchilla" and
+    "exact", which count attention and logits)."""
     if grid.centre.startswith("fit:"):
-        law = rules.load_law(
-            grid.centre,
-            spec_dir,
-            ("parametric", "isoflop", "envelope"),
-            f"grid {grid.name}: centre",
-        )
+        law = rules.load_law(grid.centre, spec_dir, "optimum", f"grid {grid.name}: centre")
         return law.optimum(budget)["params"]
     try:
         tokens_per_param = float(grid.centre)
@@ -70,7 +68,12 @@ def _centre(grid, budget: float, spec_dir: Path) -> float:
             f"grid {grid.name}: centre {grid.centre!r} must be a number of tokens "
             "per parameter or fit:PATH"
         ) from None
-    return math.sqrt(budget / (6 * tokens_per_param))
+    size = math.sqrt(budget / (6 * tokens_per_param))
+    for _ in range(2):  # f(N)/N changes slowly with N: two fixed-point steps settle it
+        shape = search_shape(size, spec.architecture, spec.shape, spec.sweep.size)
+        per_token = flops_per_token(shape.config, spec.train.seq_len, spec.sweep.flop_formula)
+        size = math.sqrt(budget / (per_token / shape.params * tokens_per_param))
+    return size
 
 
 def _corpus_bytes(spec: SweepSpec) -> int:
@@ -85,7 +88,7 @@ def _requests(spec: SweepSpec, spec_dir: Path) -> list[Request]:
         out: list[Request] = []
         if isinstance(grid, IsoFLOPGrid):
             for budget in budget_list(grid.budgets):
-                centre = _centre(grid, budget, spec_dir)
+                centre = _centre(grid, budget, spec, spec_dir)
                 offsets = (
                     [0.0]
                     if grid.sizes == 1
@@ -97,7 +100,7 @@ def _requests(spec: SweepSpec, spec_dir: Path) -> list[Request]:
                 ]
         elif isinstance(grid, HparamsGrid):
             for budget in budget_list(grid.budgets):
-                centre = _centre(grid, budget, spec_dir)
+                centre = _centre(grid, budget, spec, spec_dir)
                 for lr, batch in itertools.product(grid.lr, grid.batch_tokens or [None]):
                     overrides = {"train.lr": lr}
                     if batch is not None:
@@ -216,10 +219,31 @@ def _resolve(
     return config.model_copy(update={"run_id": run_id_of(config)})
 
 
+def resolve_run(
+    spec: SweepSpec,
+    spec_dir: Path,
+    size: float,
+    budget: float | None = None,
+    tokens: float | None = None,
+    overrides: dict[str, Any] | None = None,
+    grid: str = "run",
+) -> RunConfig:
+    """One run of the spec outside its grids: the shape nearest ``size`` parameters, trained
+    on the tokens that spend ``budget`` (or on ``tokens``), with the spec's architecture,
+    train settings and lr/batch rules, and ``overrides`` ("model.n_experts", "train.lr", ...)
+    as a grid axis would set them. What the planner does for every run of a grid."""
+    if (budget is None) == (tokens is None):
+        raise ConfigError("resolve_run: give exactly one of budget and tokens")
+    request = Request(grid, "single", size, budget, tokens, dict(overrides or {}))
+    architecture = {**spec.architecture, **_section(request.overrides, "model")}
+    shape = search_shape(size, architecture, spec.shape, spec.sweep.size)
+    return _resolve(request, shape, spec, spec_dir, spec.train_defaults)
+
+
 def plan_sweep(spec: SweepSpec, spec_dir: Path) -> Plan:
     """Every run of the spec, deduplicated, with the warnings a user should read first."""
     requests = _requests(spec, spec_dir)
-    train_defaults = dict(spec.train)
+    train_defaults = spec.train_defaults
     shapes: dict[tuple[str, float], Shape] = {}
     variants: dict[str, list[float]] = {}
     for r in requests:  # one shape search per architecture variant, all sizes together

@@ -12,9 +12,10 @@ from scaling.config import ConfigError
 FORMULA_NAMES = {"sqrt": math.sqrt, "log": math.log, "exp": math.exp, "min": min, "max": max}
 
 
-def load_law(reference: str, spec_dir: Path, wanted: tuple[str, ...], field: str):
-    """The law of ``fit:PATH`` (relative to the spec's folder), checked to be one of ``wanted``."""
-    from scaling.fitting.base import FitError, Law
+def load_law(reference: str, spec_dir: Path, question: str, field: str):
+    """The law of ``fit:PATH`` (relative to the spec's folder), checked to answer ``question``
+    (optimum, hyperparameters: see ``scaling.fitting.base``)."""
+    from scaling.fitting import FitError, Law
 
     path = Path(reference.removeprefix("fit:"))
     path = path if path.is_absolute() else spec_dir / path
@@ -22,8 +23,13 @@ def load_law(reference: str, spec_dir: Path, wanted: tuple[str, ...], field: str
         law = Law.from_json(path)
     except FitError as err:
         raise ConfigError(f"{field}: {err}") from None
-    if law.law not in wanted:
-        raise ConfigError(f"{field}: {path} holds a {law.law} law; need {' or '.join(wanted)}")
+    if question not in law.answers:
+        raise ConfigError(
+            f"{field}: {path} holds a {law.law} law, which gives no {question}; fit one that "
+            "does (scaling fit --law "
+            + ("hparams" if question == "hyperparameters" else "parametric or isoflop")
+            + ")"
+        )
     return law
 
 
@@ -34,9 +40,9 @@ def evaluate(rule: Any, field: str, spec_dir: Path, N: float, D: float, C: float
     if not isinstance(rule, str):
         raise ConfigError(f"{field}: expected a number, a formula of N, D, C, or fit:PATH")
     if rule.startswith("fit:"):
-        law = load_law(rule, spec_dir, ("hparams",), field)
+        law = load_law(rule, spec_dir, "hyperparameters", field)
         key = "lr" if field.endswith("lr") else "batch_tokens"
-        prediction = law.predict(compute=C)
+        prediction = law.hyperparameters(C)
         if key not in prediction:
             raise ConfigError(f"{field}: the hparams law in {rule[4:]} has no {key} law")
         return float(prediction[key])

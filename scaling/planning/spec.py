@@ -1,11 +1,15 @@
 """The sweep spec (``sweeps/*.toml``): pydantic models, unknown keys rejected.
 
 [sweep]   name, seed, flop_formula, size (total | non_embedding | active), checks
-[model]   every ModelConfig field but the size fields, plus the shape rules
+[model]   every ModelConfig field but the size fields, plus the shape rules; vocab_size
+          follows the tokenizer of [data] and max_seq_len follows train.seq_len
 [data]    DataConfig
 [train]   TrainConfig defaults (tokens is set per run; lr and batch_tokens may be
           formulas of N, D and C, or "fit:PATH" to a hyperparameter-law fit file)
 [[grid]]  isoflop | fixed | grid | hparams blocks
+[launch]  [launch.slurm]: the Slurm executor's resources
+
+Every section is typed: an unknown or mistyped key fails at load, naming file, section, key.
 """
 
 from __future__ import annotations
@@ -14,13 +18,14 @@ import math
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, model_validator
 
 from scaling.config import (
     ConfigError,
     DataConfig,
     FlopFormula,
     ModelConfig,
+    TrainConfig,
     describe_validation_error,
     read_toml,
 )
@@ -144,26 +149,114 @@ class CartesianGrid(Strict):
 Grid = Annotated[IsoFLOPGrid | FixedGrid | HparamsGrid | CartesianGrid, Field(discriminator="kind")]
 
 
+def _section_model(name: str, source: type[BaseModel], drop: tuple[str, ...], **changed):
+    """A strict model with ``source``'s fields (types, defaults, bounds) less ``drop``, and
+    ``changed`` fields as (annotation, FieldInfo) pairs: a spec section typed all the way
+    down, so a misspelt key fails at load, named with its file and section."""
+    fields: dict[str, Any] = {
+        key: (info.annotation, info)
+        for key, info in source.model_fields.items()
+        if key not in drop and key not in changed
+    }
+    fields.update(changed)
+    return create_model(name, __base__=Strict, **fields)
+
+
+Formula = float | str  # a number, a formula of N, D and C, or "fit:PATH"
+
+ModelSection = _section_model(
+    "ModelSection",
+    ModelConfig,
+    SIZE_FIELDS,
+    vocab_size=(int | None, Field(None, ge=2, description="None: the tokenizer's, from [data]")),
+    max_seq_len=(int | None, Field(None, ge=1, description="None: train.seq_len")),
+    **{key: (info.annotation, info) for key, info in ShapeRules.model_fields.items()},
+)
+TrainSection = _section_model(
+    "TrainSection",
+    TrainConfig,
+    ("tokens",),
+    lr=(Formula, Field(TrainConfig.model_fields["lr"].default)),
+    batch_tokens=(int | str, Field(TrainConfig.model_fields["batch_tokens"].default)),
+)
+
+
+class SlurmSection(Strict):
+    partition: str | None = None
+    account: str | None = None
+    cluster: str | None = Field(None, description="submitit's cluster: slurm, local, debug")
+    time_min: int = Field(60, ge=1)
+    nodes: int = Field(1, ge=1)
+    gpus_per_node: int = Field(0, ge=0)
+    cpus_per_task: int | None = Field(None, ge=1, description="None: 8 per GPU")
+    mem_gb: int | None = Field(None, ge=1)
+    array_parallelism: int = Field(256, ge=1)
+    sbatch: dict[str, Any] = Field(default_factory=dict, description="other #SBATCH directives")
+
+
+class LaunchSection(Strict):
+    slurm: SlurmSection = SlurmSection()
+
+
+def tokenizer_vocab_size(data: DataConfig) -> int | None:
+    """The vocabulary the tokenizer of ``data`` produces; None for a tokenizer.json not yet
+    there."""
+    if data.tokenizer == "bytes":
+        return 256
+    if data.tokenizer == "bpe":
+        return data.vocab_size
+    path = Path(data.tokenizer)
+    if not path.is_file():
+        return None
+    from tokenizers import Tokenizer
+
+    return Tokenizer.from_file(str(path)).get_vocab_size()
+
+
 class SweepSpec(Strict):
     sweep: SweepSection = SweepSection()
-    model: dict[str, Any] = Field(default_factory=dict)
+    model: ModelSection = ModelSection()
     data: DataConfig = DataConfig()
-    train: dict[str, Any] = Field(default_factory=dict)
+    train: TrainSection = TrainSection()
     grid: list[Grid] = Field(min_length=1)
-    launch: dict[str, Any] = Field(default_factory=dict)
+    launch: LaunchSection = LaunchSection()
 
-    @model_validator(mode="after")
-    def _sections(self) -> SweepSpec:
-        sized = [key for key in SIZE_FIELDS if key in self.model]
+    @model_validator(mode="before")
+    @classmethod
+    def _no_sizes(cls, raw: Any) -> Any:
+        model = raw.get("model", {}) if isinstance(raw, dict) else {}
+        sized = [key for key in SIZE_FIELDS if isinstance(model, dict) and key in model]
         if sized:
             raise ValueError(
                 f"model.{sized[0]} is chosen by the shape search; set the shape rules "
                 f"({', '.join(SHAPE_RULES)}) instead"
             )
-        ShapeRules(**self.shape_fields)
-        ModelConfig(**self.architecture)  # unknown or impossible fields fail here
-        if "tokens" in self.train:
+        if isinstance(raw, dict) and "tokens" in raw.get("train", {}):
             raise ValueError("train.tokens is set per run by the grids; remove it")
+        return raw
+
+    @model_validator(mode="after")
+    def _sections(self) -> SweepSpec:
+        ShapeRules(**self.shape_fields)
+        # One place for each: the window is train.seq_len, the vocabulary the tokenizer's.
+        given = self.model.max_seq_len
+        if given is not None and given < self.train.seq_len:
+            raise ValueError(
+                f"model.max_seq_len ({given}) is less than train.seq_len ({self.train.seq_len}); "
+                "leave it out: it follows train.seq_len"
+            )
+        vocab = tokenizer_vocab_size(self.data)
+        if self.model.vocab_size is None and vocab is None:
+            raise ValueError(
+                f"model.vocab_size: the tokenizer {self.data.tokenizer} does not exist yet; "
+                "set model.vocab_size"
+            )
+        if self.model.vocab_size is not None and vocab and self.model.vocab_size < vocab:
+            raise ValueError(
+                f"model.vocab_size ({self.model.vocab_size}) is smaller than the tokenizer's "
+                f"({vocab}); leave it out: it follows [data]"
+            )
+        ModelConfig(**self.architecture)  # impossible combinations fail here
         names = [g.name for g in self.grid]
         if len(set(names)) != len(names):
             raise ValueError(f"grid names must differ; got {names}")
@@ -174,7 +267,7 @@ class SweepSpec(Strict):
 
     @property
     def shape_fields(self) -> dict[str, Any]:
-        return {k: v for k, v in self.model.items() if k in SHAPE_RULES}
+        return self.model.model_dump(include=set(SHAPE_RULES), exclude_unset=True)
 
     @property
     def shape(self) -> ShapeRules:
@@ -182,7 +275,18 @@ class SweepSpec(Strict):
 
     @property
     def architecture(self) -> dict[str, Any]:
-        return {k: v for k, v in self.model.items() if k not in SHAPE_RULES}
+        """The ModelConfig fields every run shares (sizes come from the shape search)."""
+        arch = self.model.model_dump(exclude=set(SHAPE_RULES), exclude_unset=True)
+        if arch.get("max_seq_len") is None:
+            arch["max_seq_len"] = self.train.seq_len
+        if arch.get("vocab_size") is None:
+            arch["vocab_size"] = tokenizer_vocab_size(self.data)
+        return arch
+
+    @property
+    def train_defaults(self) -> dict[str, Any]:
+        """The [train] keys the spec sets (the rest take TrainConfig's defaults)."""
+        return self.train.model_dump(exclude_unset=True)
 
 
 def budget_list(budgets: Budgets) -> list[float]:

@@ -1,11 +1,11 @@
 """Checkpoints: model and optimizer (sharded, torch.distributed.checkpoint), the loop state and
 every rank's RNG state, replaced atomically.
 
-Layout: ``RUN/checkpoint/`` holds DCP shards, ``state.json`` (step, tokens, sampler position,
-wall time, best losses, tracker id) and ``rng-<rank>.pt``. A new checkpoint is written to
-``checkpoint.tmp`` and swapped in by renames; a crash between the renames leaves
-``checkpoint.old``, which ``latest`` then uses. A checkpoint without ``state.json`` (written
-last) is incomplete and never loaded.
+Layout: the run's checkpoint folder (``RunDir.checkpoint``) holds DCP shards, ``state.json``
+(step, tokens, sampler position, wall time, best losses, tracker id) and ``rng-<rank>.pt``.
+A new checkpoint is written to ``<folder>.tmp`` and swapped in by renames; a crash between
+the renames leaves ``<folder>.old``, which ``latest`` then uses. A checkpoint without
+``state.json`` (written last) is incomplete and never loaded.
 """
 
 from __future__ import annotations
@@ -48,17 +48,22 @@ def _rank() -> int:
     return dist.get_rank() if _dist() else 0
 
 
-def latest(run_dir: Path) -> Path | None:
-    for name in ("checkpoint", "checkpoint.old"):
-        path = run_dir / name
+def _siblings(folder: Path) -> tuple[Path, Path]:
+    return folder.with_name(folder.name + ".tmp"), folder.with_name(folder.name + ".old")
+
+
+def latest(folder: Path) -> Path | None:
+    """The complete checkpoint of ``folder`` (or of the one a crashed swap left aside)."""
+    for path in (folder, _siblings(folder)[1]):
         if (path / "state.json").is_file():
             return path
     return None
 
 
-def save(run_dir: Path, model, optimizer, state: dict[str, Any]) -> None:
-    """Every rank calls this; rank 0 swaps the finished checkpoint into place."""
-    tmp, final, old = run_dir / "checkpoint.tmp", run_dir / "checkpoint", run_dir / "checkpoint.old"
+def save(folder: Path, model, optimizer, state: dict[str, Any]) -> None:
+    """Every rank calls this; rank 0 swaps the finished checkpoint into ``folder``."""
+    final = folder
+    tmp, old = _siblings(folder)
     if _rank() == 0:
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True)

@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import json
 import resource
 import sys
-from pathlib import Path
 from typing import Any
 
 import torch
 
 from scaling.config import ConfigError
+from scaling.rundir import RunDir
 
 # Peak dense bf16 tensor FLOP/s (no sparsity), from the vendors' data sheets.
 PEAK_BF16_FLOPS = {
@@ -47,27 +46,17 @@ def peak_memory_bytes(device: torch.device) -> int:
 
 
 class MetricsLog:
-    """Appends one JSON object per logged step; on resume, drops the lines the checkpoint
-    does not cover, so a resumed run's file reads as if it had never stopped."""
+    """metrics.jsonl of a run (through ``RunDir``): started afresh, or on resume cut to the
+    lines the checkpoint covers, so a resumed run's file reads as if it had never stopped."""
 
-    def __init__(self, path: Path, resume_step: int | None, enabled: bool = True):
-        self.path, self.enabled = path, enabled
-        if enabled and resume_step is not None and path.is_file():
-            kept = []
-            for line in path.read_text().splitlines():
-                try:
-                    if json.loads(line)["step"] <= resume_step:
-                        kept.append(line)
-                except (json.JSONDecodeError, KeyError):
-                    break  # a line cut by the crash: everything after it is lost anyway
-            path.write_text("".join(f"{line}\n" for line in kept))
-        elif enabled and resume_step is None:
-            path.write_text("")
+    def __init__(self, run: RunDir, resume_step: int | None, enabled: bool = True):
+        self.run, self.enabled = run, enabled
+        if enabled:
+            run.start_metrics(resume_step)
 
     def write(self, record: dict[str, Any]) -> None:
         if self.enabled:
-            with self.path.open("a") as handle:
-                handle.write(json.dumps(record) + "\n")
+            self.run.append_metrics(record)
 
 
 class Trackers:
@@ -76,7 +65,7 @@ class Trackers:
     def __init__(
         self,
         names,
-        run_dir: Path,
+        run: RunDir,
         run_id: str | None,
         config: dict,
         enabled: bool,
@@ -91,7 +80,7 @@ class Trackers:
                 if name == "tensorboard":
                     from torch.utils.tensorboard import SummaryWriter
 
-                    self.writers.append(SummaryWriter(log_dir=str(run_dir / "tensorboard")))
+                    self.writers.append(SummaryWriter(log_dir=str(run.tensorboard)))
                 else:
                     import wandb
 
@@ -101,7 +90,7 @@ class Trackers:
                         id=wandb_id,
                         resume="allow",
                         config=config,
-                        dir=str(run_dir),
+                        dir=str(run.path),
                     )
                     self.wandb_id = run.id
                     self.writers.append(run)

@@ -21,8 +21,8 @@ import torch
 from scaling.config import ConfigError, RunConfig
 from scaling.counting import flops_per_token
 from scaling.data import ValidationWindows, WindowSampler, prepare_data
-from scaling.fileio import write_json_atomic
 from scaling.model import Transformer, save_pretrained
+from scaling.rundir import RunDir
 from scaling.training import checkpoint
 from scaling.training.metrics import MetricsLog, Trackers, device_peak_flops, peak_memory_bytes
 from scaling.training.parallel import (
@@ -59,8 +59,8 @@ def parameter_groups(model: torch.nn.Module, decay_all: bool) -> list[dict[str, 
 
 
 class Trainer:
-    def __init__(self, config: RunConfig, run_dir: Path, runtime: Runtime, progress: bool = True):
-        self.config, self.run_dir, self.rt, self.progress = config, run_dir, runtime, progress
+    def __init__(self, config: RunConfig, run: RunDir, runtime: Runtime, progress: bool = True):
+        self.config, self.rundir, self.rt, self.progress = config, run, runtime, progress
         cfg, train = config.model, config.train
         self.train_cfg = train
         self.data = prepare_data(config.data, progress=progress and runtime.is_main)
@@ -107,15 +107,15 @@ class Trainer:
             "branches": [],
             "wandb_id": None,
         }
-        found = checkpoint.latest(run_dir)
+        found = checkpoint.latest(run.checkpoint)
         if found is not None:
             self.state.update(checkpoint.load(found, self.model, self.optimizer))
             self.sampler.position = self.state["sampler_position"]
         self.resumed_from = self.state["step"] if found is not None else None
-        self.metrics = MetricsLog(run_dir / "metrics.jsonl", self.resumed_from, runtime.is_main)
+        self.metrics = MetricsLog(run, self.resumed_from, runtime.is_main)
         self.trackers = Trackers(
             train.trackers,
-            run_dir,
+            run,
             config.run_id,
             config.model_dump(),
             runtime.is_main,
@@ -188,7 +188,7 @@ class Trainer:
     def save(self) -> None:
         self.state["sampler_position"] = self.sampler.position
         self.state["wandb_id"] = self.trackers.wandb_id
-        checkpoint.save(self.run_dir, self.model, self.optimizer, self.state)
+        checkpoint.save(self.rundir.checkpoint, self.model, self.optimizer, self.state)
 
     def check_divergence(self, key: str, loss: float) -> None:
         """NaN/inf at once; or ``divergence_patience`` checks in a row above
@@ -228,7 +228,7 @@ class Trainer:
             self.train_step(lr_at(self.train_cfg, step, self.steps, end_step=end))
         point = self.evaluate()
         tokens = end * self.train_cfg.batch_tokens
-        checkpoint.load(checkpoint.latest(self.run_dir), self.model, self.optimizer)
+        checkpoint.load(checkpoint.latest(self.rundir.checkpoint), self.model, self.optimizer)
         self.sampler.position = self.state["sampler_position"]
         self.state["branches"].append(
             {"step": end, "tokens": tokens, "flops": tokens * self.flops_per_token, **point}
@@ -303,18 +303,18 @@ def train(config: RunConfig, run_dir: str | Path, progress: bool = True) -> dict
     for the same config is not trained again. Raises ``Interrupted`` after writing a
     checkpoint when SIGINT or SIGTERM arrives."""
     torch.set_flush_denormal(True)
-    run_dir = Path(run_dir)
-    finished = _finished_result(config, run_dir)
+    run = RunDir(Path(run_dir))
+    finished = _finished_result(config, run)
     if finished is not None:
         return finished
-    run_dir.mkdir(parents=True, exist_ok=True)
+    run.path.mkdir(parents=True, exist_ok=True)
     runtime = setup(config.train)
     trainer, previous = None, {}
     result: dict[str, Any] = {"run_id": config.run_id}
     try:
         if runtime.is_main:
-            write_json_atomic(run_dir / "config.json", config.model_dump(mode="json"))
-        trainer = Trainer(config, run_dir, runtime, progress)
+            run.write_config(config)
+        trainer = Trainer(config, run, runtime, progress)
 
         def request_stop(signum, frame):
             trainer.stop_signal = signum
@@ -323,7 +323,7 @@ def train(config: RunConfig, run_dir: str | Path, progress: bool = True) -> dict
             previous[sig] = signal.signal(sig, request_stop)
         try:
             last = trainer.run()
-            export_weights(trainer, run_dir)
+            export_weights(trainer, run)
             tokens = trainer.state["step"] * config.train.batch_tokens
             result.update(
                 status="done",
@@ -347,7 +347,7 @@ def train(config: RunConfig, run_dir: str | Path, progress: bool = True) -> dict
             processes=runtime.world_size,
         )
         if runtime.is_main:
-            write_json_atomic(run_dir / "result.json", result)
+            run.write_result(result)
     except (Interrupted, ConfigError):
         raise
     except Exception as err:  # the run failed: say why in result.json, for the launcher
@@ -355,7 +355,7 @@ def train(config: RunConfig, run_dir: str | Path, progress: bool = True) -> dict
             status="failed", error=f"{type(err).__name__}: {err}", traceback=traceback.format_exc()
         )
         if runtime.is_main:
-            write_json_atomic(run_dir / "result.json", result)
+            run.write_result(result)
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
@@ -372,21 +372,21 @@ def train(config: RunConfig, run_dir: str | Path, progress: bool = True) -> dict
     return result
 
 
-def _finished_result(config: RunConfig, run_dir: Path) -> dict[str, Any] | None:
-    import json
-
-    result_path, config_path = run_dir / "result.json", run_dir / "config.json"
-    if not (result_path.is_file() and config_path.is_file()):
+def _finished_result(config: RunConfig, run: RunDir) -> dict[str, Any] | None:
+    """The run's result when it is done for this very config (then nothing is trained)."""
+    if not run.has_config():
+        return None
+    result = run.read_result()
+    if result is None or result["status"] != "done":
         return None
     try:
-        result = json.loads(result_path.read_text())
-        same = RunConfig.model_validate_json(config_path.read_text()) == config
-    except ValueError:
+        same = run.read_config() == config
+    except ConfigError:
         return None
-    return result if same and result.get("status") == "done" else None
+    return result if same else None
 
 
-def export_weights(trainer: Trainer, run_dir: Path) -> None:
+def export_weights(trainer: Trainer, run: RunDir) -> None:
     """The final weights, gathered whole on every rank (FSDP needs all of them to take part)
     and written by the first, as safetensors with the model config."""
     from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
@@ -397,4 +397,4 @@ def export_weights(trainer: Trainer, run_dir: Path) -> None:
     if trainer.rt.is_main:
         export = Transformer(trainer.config.model)
         export.load_state_dict(state)
-        save_pretrained(export, run_dir / "export")
+        save_pretrained(export, run.export)

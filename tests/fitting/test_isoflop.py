@@ -25,7 +25,7 @@ def test_parametric_optimum_variant_removes_the_asymmetry_bias():
     skewed = isoflop_points(skew=0.8, spread=1.2, noise=0.0)
     parabola = fit_isoflop(skewed)
     variant = fit_isoflop(skewed, optimum="parametric")
-    truth = ParametricLaw(params=CHINCHILLA).optimum(1e20)["params"]
+    truth = ParametricLaw.from_params(CHINCHILLA).optimum(1e20)["params"]
     assert variant.optimum(1e20)["params"] == pytest.approx(truth, rel=1e-6)
     # an asymmetric profile pulls each parabola's vertex off the true optimum
     parabola_error = abs(parabola.optimum(1e20)["params"] / truth - 1)
@@ -90,7 +90,7 @@ def test_approach_1_envelope_from_curves():
 
 
 def test_derived_allocation_of_the_parametric_law_agrees_with_isoflop(chinchilla_points):
-    parametric = ParametricLaw(params=CHINCHILLA)
+    parametric = ParametricLaw.from_params(CHINCHILLA)
     iso = fit_isoflop(chinchilla_points)
     for C in (1e19, 1e21):
         assert iso.optimum(C)["params"] == pytest.approx(parametric.optimum(C)["params"], rel=0.05)

@@ -34,7 +34,7 @@ def test_kaplan_forms_are_recovered():
 
 
 def _repeated_points(truth):
-    law = DataConstrainedLaw(params=truth)
+    law = DataConstrainedLaw.from_params(truth)
     rows = []
     for C in np.logspace(18, 21, 6):
         for f in np.exp(np.linspace(-1.5, 1.5, 7)):
@@ -49,7 +49,7 @@ def _repeated_points(truth):
                         "params": N,
                         "tokens": D,
                         "unique_tokens": D / repeats,
-                        "loss": float(law.loss(N, D, D / repeats)),
+                        "loss": float(law.loss(N, D, unique_tokens=D / repeats)),
                     }
                 )
     return pd.DataFrame(rows)
@@ -61,9 +61,9 @@ def test_data_constrained_recovers_the_decay_constants(tmp_path):
     for key, value in truth.items():
         assert law.params[key] == pytest.approx(value, rel=1e-4), key
     # repeating data is worth less than fresh data, more than nothing
-    fresh = float(law.loss(1e9, 4e10, 4e10))
-    repeated = float(law.loss(1e9, 4e10, 1e10))
-    assert fresh < repeated < float(law.loss(1e9, 1e10, 1e10))
+    fresh = float(law.loss(1e9, 4e10, unique_tokens=4e10))
+    repeated = float(law.loss(1e9, 4e10, unique_tokens=1e10))
+    assert fresh < repeated < float(law.loss(1e9, 1e10, unique_tokens=1e10))
     path = tmp_path / "dc.json"
     law.to_json(path)
     assert Law.from_json(path).predict(params=1e9, tokens=4e10, unique_tokens=1e10) == law.predict(
@@ -165,7 +165,7 @@ def test_backtest_reports_held_out_errors():
     assert abs(report["params_opt_rel_error"]) < 0.2
     by_size = backtest(points, lambda p: fit_parametric(p, keep=16), "largest-params")
     assert by_size["n_held_out"] == 1
-    with pytest.raises(FitError, match="--holdout"):
+    with pytest.raises(FitError, match="holdout=.smallest.: must be one of"):
         backtest(points, fit_parametric, "smallest")
 
 

@@ -147,10 +147,10 @@ def test_moe_grid_holds_active_parameters_equal():
 
 
 def test_rules_from_fit_files(tmp_path, corpus):
-    ParametricLaw(params={"E": 1.69, "A": 406.4, "B": 410.7, "alpha": 0.34, "beta": 0.28}).to_json(
-        tmp_path / "law.json"
-    )
-    HparamsLaw(params={"k_lr": 0.3, "e_lr": -0.1, "k_batch": 0.25, "e_batch": 0.3}).to_json(
+    ParametricLaw.from_params(
+        {"E": 1.69, "A": 406.4, "B": 410.7, "alpha": 0.34, "beta": 0.28}
+    ).to_json(tmp_path / "law.json")
+    HparamsLaw.from_params({"k_lr": 0.3, "e_lr": -0.1, "k_batch": 0.25, "e_batch": 0.3}).to_json(
         tmp_path / "hp.json"
     )
     spec_path = write_spec(tmp_path, corpus, budgets="[1e18]")
@@ -204,7 +204,7 @@ BAD = [
 def test_bad_specs_exit_2_and_write_nothing(tmp_path, text, message):
     from scaling.fitting.kaplan import KaplanLaw
 
-    KaplanLaw(params={"N_c": 1e13, "alpha_N": 0.07, "D_c": 1e13, "alpha_D": 0.09}).to_json(
+    KaplanLaw.from_params({"N_c": 1e13, "alpha_N": 0.07, "D_c": 1e13, "alpha_D": 0.09}).to_json(
         tmp_path / "law.json"
     )
     spec = tmp_path / "bad.toml"
