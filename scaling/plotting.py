@@ -47,7 +47,7 @@ def _size_axis(axis) -> None:
 
 
 def _budget_colours(budgets):
-    budgets = sorted(set(budgets))
+    budgets = sorted({float(b) for b in budgets if np.isfinite(b)})
     cmap = plt.get_cmap("viridis")
     return {b: cmap(i / max(len(budgets) - 1, 1)) for i, b in enumerate(budgets)}
 

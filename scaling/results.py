@@ -13,8 +13,10 @@ WSD branch points (Hägele et al., 2024) are trained to completion at a fraction
 parent's tokens, so they carry their own tokens and FLOPs, not the parent's. The rule by which
 one joins an IsoFLOP profile: its ``budget`` is the planned budget within
 ``BRANCH_BUDGET_TOLERANCE`` (in log10) of its own FLOPs, the same tolerance that groups points
-without a budget; otherwise its budget is its own FLOPs, so it sits on no planned profile and
-serves the laws that use every point (parametric, Kaplan) only.
+without a budget; otherwise its budget is empty (NaN), so it sits on no IsoFLOP profile (the
+sizes of a grid's runs were chosen around their own budget's optimum, and the branches of one
+budget at one fraction would form a profile off-centre) and serves the laws that use every
+point (parametric, Kaplan, data-constrained) only.
 """
 
 from __future__ import annotations
@@ -32,11 +34,11 @@ BRANCH_BUDGET_TOLERANCE = 0.05  # log10 FLOPs; as fitting.points.group_budgets
 
 
 def branch_budget(flops: float, budgets: list[float]) -> float:
-    """The planned budget a branch point of ``flops`` joins, or its own FLOPs (see above)."""
+    """The planned budget a branch point of ``flops`` joins, or NaN: none (see above)."""
     for budget in budgets:
         if budget > 0 and abs(math.log10(flops / budget)) <= BRANCH_BUDGET_TOLERANCE:
             return float(budget)
-    return float(flops)
+    return math.nan
 
 
 def load(runs: str | Path, include_pending: bool = False) -> pd.DataFrame:

@@ -1,4 +1,5 @@
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -6,6 +7,8 @@ from typer.testing import CliRunner
 
 from scaling import results
 from scaling.cli import app
+from scaling.config import ConfigError
+from scaling.counting import count_params
 from scaling.fitting import Law
 
 
@@ -74,3 +77,58 @@ def test_demo_spec_is_the_packaged_one_or_the_given_file(tmp_path):
     mine = tmp_path / "mine.toml"
     mine.write_text(shipped.replace("lr = 1e-2", "lr = 3e-3"))
     assert demo_spec(tiny=False, path=mine).train.lr == 3e-3
+
+
+SWEEPS = Path(__file__).parents[1] / "sweeps"
+REFUSED = {"hparams.toml": "needs an isoflop grid", "moe.toml": "grid 'experts' (grid) adds runs"}
+
+
+@pytest.mark.parametrize("name", sorted(p.name for p in SWEEPS.glob("*.toml")))
+def test_demo_spec_on_every_example_sweep_plans_and_resolves_its_holdout(
+    name, tmp_path, monkeypatch
+):
+    """Without training: the study is refused in one line, or its plan and its holdout (the
+    spec's own architecture and lr rule, at 4x the largest budget) resolve."""
+    from scaling.demo import HOLDOUT_FACTOR, check_study, demo_spec, holdout_config
+    from scaling.planning.plan import plan_sweep
+
+    monkeypatch.chdir(tmp_path)
+    spec = demo_spec(tiny=False, path=SWEEPS / name)
+    if name in REFUSED:
+        with pytest.raises(ConfigError, match=re.escape(REFUSED[name])):
+            check_study(spec, name)
+        result = CliRunner().invoke(app, ["demo", "--spec", str(SWEEPS / name), "--out", "x"])
+        assert result.exit_code == 2 and REFUSED[name] in result.output
+        assert len(result.output.strip().splitlines()) == 1 and not Path("x").exists()
+        return
+    check_study(spec, name)
+    runs = plan_sweep(spec, SWEEPS).runs
+    largest = max(row["budget"] for row in runs)
+    best = max((r for r in runs if r["budget"] == largest), key=lambda r: r["params"])
+    config = holdout_config(spec, SWEEPS, best["params"] * 2, HOLDOUT_FACTOR * largest)
+    planned = best["config"]
+    assert config.model.model_dump(exclude=SIZES) == planned.model.model_dump(exclude=SIZES)
+    assert config.train.flop_formula == spec.sweep.flop_formula
+    assert config.train.tokens > planned.train.tokens
+    if name == "chinchilla.toml":  # its lr is a formula of N: the holdout's own N
+        n = count_params(config.model).total
+        assert config.train.lr == pytest.approx(0.003 * (n / 1e8) ** -0.25)
+
+
+def test_an_moe_study_gets_an_moe_holdout(tmp_path):
+    from scaling.demo import check_study, demo_spec, holdout_config
+
+    text = (
+        (SWEEPS / "demo.toml")
+        .read_text()
+        .replace('position = "rope"', 'position = "rope"\nn_experts = 4\ntop_k = 2')
+    )
+    path = tmp_path / "moe_demo.toml"
+    path.write_text(text)
+    spec = demo_spec(tiny=False, path=path)
+    check_study(spec, str(path))
+    config = holdout_config(spec, tmp_path, 1e5, 4e12)
+    assert config.model.n_experts == 4 and config.model.top_k == 2
+
+
+SIZES = {"d_model", "n_layers", "n_heads", "n_kv_heads", "d_ff"}

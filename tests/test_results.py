@@ -1,5 +1,6 @@
 import json
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -86,3 +87,65 @@ def test_corrupt_files_are_named(tmp_path):
         results.load(runs)
     with pytest.raises(ConfigError, match="plan.csv: no such file"):
         results.load(tmp_path)
+
+
+def _law_runs(root, branches=()):
+    """A runs directory of IsoFLOP runs whose losses follow Chinchilla's law exactly; each run
+    has a WSD cooldown branch at every fraction of ``branches`` (its loss from the law too)."""
+    from tests.fitting.conftest import CHINCHILLA, chinchilla_loss, isoflop_points
+
+    points = isoflop_points(budgets=[1e18, 1e19, 1e20], per_budget=7)
+    points["run_id"] = [f"r{i:02d}" for i in range(len(points))]
+    points["kind"] = "isoflop"
+    root.mkdir(parents=True)
+    points.drop(columns="loss").to_csv(root / "plan.csv", index=False)
+    for row in points.itertuples():
+        run = root / "runs" / row.run_id
+        run.mkdir(parents=True)
+        result = {
+            "run_id": row.run_id,
+            "status": "done",
+            "final_eval_loss": row.loss,
+            "tokens": row.tokens,
+            "flops": row.flops,
+            "branches": [
+                {
+                    "tokens": f * row.tokens,
+                    "flops": f * row.flops,
+                    "eval_loss": chinchilla_loss(CHINCHILLA, row.params, f * row.tokens),
+                }
+                for f in branches
+            ],
+        }
+        (run / "result.json").write_text(json.dumps(result))
+    return root
+
+
+def test_wsd_branch_points_carry_their_own_compute_and_leave_isoflop_fits_unchanged(tmp_path):
+    from scaling.fitting import fit_isoflop, fit_parametric, prepare_points
+
+    plain = results.load(_law_runs(tmp_path / "plain"))
+    branched = results.load(_law_runs(tmp_path / "branched", branches=(0.4, 0.7)))
+    assert len(branched) == 3 * len(plain)
+    branch = branched[branched["kind"] == "branch"]
+    assert branch["budget"].isna().all()  # 0.4 and 0.7 of a budget: on no IsoFLOP profile
+    assert (branch["flops"] < branch["run_id"].map(plain.set_index("run_id")["flops"])).all()
+    iso_plain = fit_isoflop(prepare_points(plain))
+    iso_branched = fit_isoflop(prepare_points(branched))
+    for key, value in iso_plain.params.items():
+        assert iso_branched.params[key] == pytest.approx(value, rel=1e-12), key
+    # the laws that use every point take the branch points, each at its own compute
+    law = fit_parametric(prepare_points(branched), keep=8)
+    assert law.n_points == len(branched)
+    assert law.params["alpha"] == pytest.approx(0.34, rel=1e-3)
+
+
+def test_a_branch_point_joins_the_planned_budget_its_compute_matches(tmp_path):
+    branched = results.load(_law_runs(tmp_path / "RUNS", branches=(0.1,)))
+    branch = branched[branched["kind"] == "branch"]
+    parents = branched[branched["kind"] != "branch"].set_index("run_id")["budget"]
+    joined = branch[branch["run_id"].map(parents) > 1e18]  # 0.1 of 1e19 and 1e20: planned budgets
+    assert sorted(set(joined["budget"])) == [1e18, 1e19]
+    assert results.branch_budget(1.05e18, [1e18, 1e19]) == 1e18
+    assert np.isnan(results.branch_budget(1.5e18, [1e18, 1e19]))
+    assert branch["budget"].isna().sum() == 7  # 0.1 of 1e18 joins no planned budget

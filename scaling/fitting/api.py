@@ -54,7 +54,7 @@ def make_law(name: str, **options: Any) -> Law:
 
 def fit_law(
     name: str,
-    points: Points,
+    points: Points | None,
     runs: RunsDir | None = None,
     curves: pd.DataFrame | None = None,
     **options: Any,
@@ -73,7 +73,8 @@ def fit_law(
         from scaling import results
 
         curves = results.load_curves(runs.path)
-    return law.fit(curves, source=str(runs.path if runs else points.source))
+    source = runs.path if runs else (points.source if points is not None else "curves")
+    return law.fit(curves, source=str(source))
 
 
 @dataclass

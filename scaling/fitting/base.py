@@ -61,9 +61,9 @@ def positive(name: str, value: float | None) -> float | None:
     try:
         number = float(value)
     except (TypeError, ValueError):
-        raise FitError(f"{name}={value!r}: must be a positive number") from None
+        raise FitError("must be a positive number", param=name, value=value) from None
     if not math.isfinite(number) or number <= 0:
-        raise FitError(f"{name}={value!r}: must be a positive finite number")
+        raise FitError("must be a positive finite number", param=name, value=value)
     return number
 
 
