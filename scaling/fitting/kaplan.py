@@ -8,6 +8,7 @@ on log loss, started from the one-variable fits.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -46,8 +47,8 @@ class KaplanLaw(Law):
         k_n, e_n = fit_power_law(frame["params"], frame["loss"])  # L = N_c^α · N^-α
         k_d, e_d = fit_power_law(frame["tokens"], frame["loss"])
         one_variable = {
-            "L(N)": {"N_c": float(k_n ** (-1 / e_n)), "alpha_N": -e_n},
-            "L(D)": {"D_c": float(k_d ** (-1 / e_d)), "alpha_D": -e_d},
+            "L(N)": {"N_c": _scale(k_n, e_n), "alpha_N": -e_n},
+            "L(D)": {"D_c": _scale(k_d, e_d), "alpha_D": -e_d},
         }
         fitted = _joint(frame, _starts(frame), keep=12)
         if fitted is None:
@@ -63,6 +64,15 @@ class KaplanLaw(Law):
         warm = [np.log(params["N_c"]), np.log(params["D_c"]), params["alpha_N"], params["alpha_D"]]
         result = _joint(frame, np.array([warm]))
         return result[0] if result else None
+
+
+def _scale(k: float, e: float) -> float:
+    """X_c of L = (X_c/X)^α from the power law L = k·X^e (α = −e): k^(−1/e), in log space,
+    inf where it overflows, NaN where the loss does not fall with X (e ≥ 0)."""
+    if e >= 0:
+        return math.nan
+    log_scale = -math.log(k) / e
+    return math.exp(log_scale) if log_scale < 700 else math.inf
 
 
 def _residual_fn(frame: pd.DataFrame):
