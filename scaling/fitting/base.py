@@ -91,7 +91,9 @@ class Law:
             )
         self.settings: dict[str, Any] = {**allowed, **settings}
         if int(self.settings["bootstrap_samples"]) < 0:
-            raise FitError(f"bootstrap_samples={self.settings['bootstrap_samples']}: must be >= 0")
+            raise FitError(
+                "must be 0 or more", param="bootstrap_samples", value=settings["bootstrap_samples"]
+            )
         self.params: dict[str, float] = {}
         self.intervals: dict[str, list[float]] = {}
         self.samples: list[dict[str, float]] = []

@@ -228,6 +228,20 @@ BAD = [
         "[[grid]]\nkind = 'isoflop'\nbudgets = [1e16]\n[launch.slurm]\nnodes = 0\n",
         "launch.slurm.nodes",
     ),
+    # a formula is arithmetic, never code: opening someone else's sweep runs nothing
+    (
+        "[[grid]]\nkind = 'isoflop'\nbudgets = [1e16]\n[train]\n"
+        "lr = \"__import__('os').system('touch pwned')\"\n",
+        "is not allowed",
+    ),
+    (
+        "[[grid]]\nkind = 'isoflop'\nbudgets = [1e16]\n[train]\nlr = \"().__class__\"\n",
+        "is not allowed",
+    ),
+    (
+        "[[grid]]\nkind = 'isoflop'\nbudgets = [1e16]\n[train]\nlr = '10 ** 10 ** 10'\n",
+        "cannot evaluate",
+    ),
     # seq_len and vocab_size have one place each; a contradicting copy is refused
     (
         "[[grid]]\nkind = 'isoflop'\nbudgets = [1e16]\n[model]\nmax_seq_len = 64\n"
@@ -255,7 +269,7 @@ def test_bad_specs_exit_2_and_write_nothing(tmp_path, text, message):
     assert result.exit_code == 2, result.output
     assert message in result.output, result.output
     assert "Traceback" not in result.output
-    assert not out.exists()
+    assert not out.exists() and not Path("pwned").exists()
 
 
 def test_seq_len_and_vocab_size_are_set_in_one_place(tmp_path, corpus):
