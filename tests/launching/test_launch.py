@@ -12,6 +12,7 @@ from typer.testing import CliRunner
 
 from scaling.cli import app
 from scaling.launching import state
+from scaling.rundir import RunDir
 
 from .conftest import run_ids
 
@@ -65,7 +66,7 @@ def test_kill_9_of_the_launcher_then_resume(plan_dir, tmp_path):
     first.send_signal(signal.SIGKILL)
     first.wait()
     time.sleep(3)  # the training child died with its launcher; its claim goes stale
-    assert state.run_state(run_dir, stale_after=2) == "stale"
+    assert state.run_state(RunDir(run_dir), stale_after=2) == "stale"
     second = launcher(runs, "--stale-after", "2")
     output, _ = second.communicate(timeout=600)
     assert second.returncode == 0, output
@@ -118,8 +119,8 @@ def test_a_stale_claim_is_taken_over(plan_dir):
     (run_dir / "claim.json").write_text('{"host": "gone", "pid": 1}')
     past = time.time() - 1000
     os.utime(run_dir / "claim.json", (past, past))
-    assert state.run_state(run_dir, stale_after=120) == "stale"
-    assert not state.try_claim(run_dir, stale_after=2000)  # fresh enough under a long timeout
+    assert state.run_state(RunDir(run_dir), stale_after=120) == "stale"
+    assert not state.try_claim(RunDir(run_dir), stale_after=2000)  # fresh enough under a long timeout
     process = launcher(runs)
     output, _ = process.communicate(timeout=600)
     assert process.returncode == 0, output
@@ -167,5 +168,5 @@ def test_select_runs_by_id_budget_query_and_order():
     assert select_runs(plan, LaunchOptions(only="bb,cc")) == ["bb22", "cc33"]
     assert select_runs(plan, LaunchOptions(only="1e16", skip="cc33")) == ["bb22"]
     assert select_runs(plan, LaunchOptions(only="params > 1.5e6")) == ["bb22", "cc33"]
-    with pytest.raises(ConfigError, match="--only/--skip"):
+    with pytest.raises(ConfigError, match="selection=.params >>> 2.: not run ids"):
         select_runs(plan, LaunchOptions(only="params >>> 2"))
