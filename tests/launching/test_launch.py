@@ -120,7 +120,9 @@ def test_a_stale_claim_is_taken_over(plan_dir):
     past = time.time() - 1000
     os.utime(run_dir / "claim.json", (past, past))
     assert state.run_state(RunDir(run_dir), stale_after=120) == "stale"
-    assert not state.try_claim(RunDir(run_dir), stale_after=2000)  # fresh enough under a long timeout
+    assert not state.try_claim(
+        RunDir(run_dir), stale_after=2000
+    )  # fresh enough under a long timeout
     process = launcher(runs)
     output, _ = process.communicate(timeout=600)
     assert process.returncode == 0, output
