@@ -36,6 +36,7 @@ FORMAT = 2  # 1: settings under their old names (bootstrap for bootstrap_samples
 MIN_BOOTSTRAP_FITTED = 0.5  # the fraction of resamples that must fit for intervals to mean much
 COMMON_SETTINGS = {"bootstrap_samples": 0, "bootstrap_unit": "points", "seed": 0}
 QUESTIONS = ("loss", "optimum", "hyperparameters")
+BOOTSTRAP_UNITS = ("points", "runs", "budgets")
 
 
 class FitError(ConfigError):
@@ -93,6 +94,12 @@ class Law:
         if int(self.settings["bootstrap_samples"]) < 0:
             raise FitError(
                 "must be 0 or more", param="bootstrap_samples", value=settings["bootstrap_samples"]
+            )
+        if self.settings["bootstrap_unit"] not in BOOTSTRAP_UNITS:
+            raise FitError(
+                f"must be one of {', '.join(BOOTSTRAP_UNITS)}",
+                param="bootstrap_unit",
+                value=self.settings["bootstrap_unit"],
             )
         self.params: dict[str, float] = {}
         self.intervals: dict[str, list[float]] = {}

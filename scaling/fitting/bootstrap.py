@@ -8,9 +8,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from scaling.fitting.base import BOOTSTRAP_UNITS as UNITS
 from scaling.fitting.base import FitError, percentile_interval
-
-UNITS = ("points", "runs", "budgets")
 
 
 def resample(frame: pd.DataFrame, unit: str, rng: np.random.Generator) -> pd.DataFrame:

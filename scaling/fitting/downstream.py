@@ -59,7 +59,7 @@ class DownstreamLaw(Law):
         metric = self.settings["metric"]
         if metric not in frame:
             raise FitError(
-                f"{points.source}: no task-metric column {metric!r}", param="metric", value=metric
+                f"{points.source}: no task-metric column {metric!r} (the setting metric names it)"
             )
         values = pd.to_numeric(frame[metric], errors="coerce").to_numpy(float)
         if not np.isfinite(values).all():
