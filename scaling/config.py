@@ -143,10 +143,28 @@ class ModelConfig(BaseModel):
         return sum(self.is_moe_layer(i) for i in range(self.n_layers))
 
 
-def describe_validation_error(err: ValidationError, source: str | Path) -> str:
-    """One line: ``source: field: message`` for the first error (and a count of the rest)."""
-    first = err.errors()[0]
-    field = ".".join(str(p) for p in first["loc"])
+BRANCH_MISMATCHES = ("list_type", "dict_type", "model_type", "model_attributes_type")
+
+
+def describe_validation_error(
+    err: ValidationError, source: str | Path, tags: tuple[str, ...] = ()
+) -> str:
+    """One line: ``source: field: message`` for the first error (and a count of the rest).
+    Of a union's errors, those that only say the input is not of a branch's type are passed
+    over; the field path drops pydantic's branch names and the ``tags`` of tagged unions."""
+    errors = err.errors()
+    meaningful = [e for e in errors if e["type"] not in BRANCH_MISMATCHES] or errors
+    first = meaningful[0]
+    field = ""
+    previous = None
+    for part in first["loc"]:
+        if isinstance(part, int):
+            field += f"[{part}]"
+        elif "[" in part or (isinstance(previous, int) and part in tags):
+            pass  # a union branch ("list[constrained-float]") or a tag ("isoflop")
+        else:
+            field += f".{part}" if field else part
+        previous = part
     message = first["msg"].removeprefix("Value error, ")
     if first["type"] == "extra_forbidden":
         message = "unknown key"
@@ -154,7 +172,7 @@ def describe_validation_error(err: ValidationError, source: str | Path) -> str:
         message = f"got {first['input']!r}; " + message
     elif first["type"] == "union_tag_invalid":
         message = f"got {first['input'].get('kind')!r}; " + message
-    rest = len(err.errors()) - 1
+    rest = len(meaningful) - 1
     more = f" (and {rest} more)" if rest else ""
     # A cross-field check has no location; its message names the fields itself.
     return f"{source}: {field + ': ' if field else ''}{message}{more}"

@@ -176,8 +176,12 @@ class RunDir:
 
     def start_metrics(self, resume_step: int | None) -> None:
         """A fresh metrics.jsonl, or on resume the lines up to ``resume_step`` (those the
-        checkpoint covers), so a resumed run's file reads as if it had never stopped."""
+        checkpoint covers, written anew atomically), so a resumed run's file reads as if it had
+        never stopped. A run that starts over (no checkpoint) keeps the lines an earlier start
+        logged as metrics.jsonl.restarted: nothing it wrote is truncated silently."""
         kept = []
+        if resume_step is None and self.read_metrics_prefix():
+            self.metrics_path.replace(self.metrics_path.with_name("metrics.jsonl.restarted"))
         if resume_step is not None:
             for record in self.read_metrics_prefix():
                 if record.get("step", 0) > resume_step:

@@ -7,6 +7,7 @@ Heavy modules (torch, pandas, scipy) are imported inside the commands that need 
 from __future__ import annotations
 
 import contextlib
+import errno
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated
@@ -58,6 +59,14 @@ def errors(flags: dict[str, str] | None = None) -> Iterator[None]:
         yield
     except ConfigError as err:
         raise fail(err.phrased(flags or {})) from None
+    except OSError as err:
+        if err.errno not in (errno.ENOSPC, errno.EDQUOT):
+            raise
+        where = f"{err.filename}: " if err.filename else ""
+        raise fail(
+            f"{where}no space left on the device; what was written before is complete: "
+            "free some space and run the same command again"
+        ) from None
 
 
 def _parse_override(item: str) -> tuple[str, object]:

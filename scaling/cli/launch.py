@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import signal
 import time
 from pathlib import Path
 from typing import Annotated
@@ -84,16 +86,47 @@ def launch(
             return
         local = LocalExecutor(runs, options)
         finished = _run_with_table(local, runs, progress, stale_after)
-    failed = [run_id for run_id, status in finished.items() if status != "done"]
+    outcome = local.outcome()
+    unfinished = {state: ids for state, ids in outcome.items() if state != "done"}
     typer.echo(
-        f"{len(finished)} run(s) trained here; "
-        + (f"not done: {', '.join(failed)}" if failed else "all done")
+        f"{len(finished)} run(s) trained here; {len(outcome.get('done', []))} of "
+        f"{len(local.selected)} selected done"
+        + (
+            "; not done: "
+            + "; ".join(
+                f"{len(ids)} {_NOT_DONE.get(s, s)} ({', '.join(ids[:5])})"
+                for s, ids in unfinished.items()
+            )
+            if unfinished
+            else ": all done"
+        )
     )
-    if failed:
+    if set(unfinished) - {"running"}:  # a run another live launcher holds is in good hands
         raise typer.Exit(code=1)
 
 
+_NOT_DONE = {
+    "running": "running elsewhere",
+    "stale": "stale (their owner stopped beating; launch again after --stale-after)",
+    "unreadable": "with an unreadable result.json (scaling status names it)",
+}
+
+
 LAUNCH_FLAGS = {"order": "--order", "selection": "--only/--skip"}
+
+
+@contextlib.contextmanager
+def _stopped():
+    """Ctrl-C or SIGTERM: the runs checkpointed and their claims were released; say so and
+    exit with the signal's code (130, 143), not the code of bad input."""
+    from scaling.launching.local import Stopped
+
+    try:
+        yield
+    except (KeyboardInterrupt, Stopped) as err:
+        signum = err.signum if isinstance(err, Stopped) else signal.SIGINT
+        typer.echo("stopped: running runs checkpointed; launch again to resume", err=True)
+        raise typer.Exit(code=128 + int(signum)) from None
 
 
 def _run_with_table(local, runs: Path, progress: bool, stale_after: float) -> dict[str, str]:
@@ -112,10 +145,8 @@ def _run_with_table(local, runs: Path, progress: bool, stale_after: float) -> di
                     seen.add(run_id)
                     console.print(f"{run_id}: {status}")
 
-        try:
+        with _stopped():
             return local.run(on_tick=report)
-        except KeyboardInterrupt:
-            raise fail("interrupted: running runs checkpointed; launch again to resume") from None
     last = [0.0]
     with Live(render(status_frame(runs, stale_after)), console=console) as live:
 
@@ -124,10 +155,8 @@ def _run_with_table(local, runs: Path, progress: bool, stale_after: float) -> di
                 live.update(render(status_frame(runs, stale_after)))
                 last[0] = time.time()
 
-        try:
+        with _stopped():
             finished = local.run(on_tick=refresh)
-        except KeyboardInterrupt:
-            raise fail("interrupted: running runs checkpointed; launch again to resume") from None
         live.update(render(status_frame(runs, stale_after)))
     return finished
 

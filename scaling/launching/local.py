@@ -14,6 +14,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,8 +39,21 @@ class LaunchOptions:
     retry_diverged: bool = False
     stale_after: float = state.DEFAULT_STALE_AFTER
     poll_s: float = 0.5
+    grace_s: float = 300.0  # how long a stopped run may take to write its checkpoint
     progress: bool = True
     attempts: dict[str, int] = field(default_factory=dict)
+
+
+class Stopped(Exception):
+    """The launcher was sent SIGTERM: its runs checkpointed and stopped, claims released."""
+
+    def __init__(self, signum: int):
+        super().__init__(f"stopped by signal {signum}")
+        self.signum = signum
+
+
+def _raise_stopped(signum, frame) -> None:
+    raise Stopped(signum)
 
 
 def _matches(plan: pd.DataFrame, expression: str) -> pd.Series:
@@ -109,6 +123,7 @@ class LocalExecutor:
         self.runs, self.options = RunsDir(runs), options
         self.plan = self.runs.read_plan()
         self.queue = select_runs(self.plan, options)
+        self.selected = list(self.queue)
         self.active: dict[str, tuple[subprocess.Popen, list[int]]] = {}
         self.n_gpus = _visible_gpus()
         self.free_gpus = list(range(self.n_gpus))
@@ -186,8 +201,26 @@ class LocalExecutor:
             else:
                 self._finish(run_id)
 
+    def outcome(self) -> dict[str, list[str]]:
+        """Every selected run by its state now (done, running elsewhere, stale, pending,
+        failed, diverged, or unreadable: a result.json that cannot be read)."""
+        from scaling.config import ConfigError
+
+        by_state: dict[str, list[str]] = {}
+        for run_id in self.selected:
+            try:
+                status = state.run_state(self.run_dir(run_id), self.options.stale_after)
+            except ConfigError:
+                status = "unreadable"
+            by_state.setdefault(status, []).append(run_id)
+        return by_state
+
     def run(self, on_tick=None) -> dict[str, str]:
+        """Train the selected runs; SIGINT (KeyboardInterrupt) or SIGTERM (``Stopped``) stops
+        them with their checkpoints, releases their claims, and reaches the caller."""
         heartbeat = state.Heartbeat(self.options.stale_after / 4)
+        main = threading.current_thread() is threading.main_thread()
+        previous = signal.signal(signal.SIGTERM, _raise_stopped) if main else None
         try:
             while self.queue or self.active:
                 while (
@@ -205,23 +238,35 @@ class LocalExecutor:
                     on_tick(self)
                 if self.active:
                     time.sleep(self.options.poll_s)
-        except KeyboardInterrupt:
-            self.stop()
+        except (KeyboardInterrupt, Stopped):
+            if main:  # a second signal must not cut the wait for the checkpoints short
+                signal.signal(signal.SIGTERM, signal.SIG_IGN)
+                signal.signal(signal.SIGINT, signal.SIG_IGN)
+            try:
+                self.stop()
+            finally:
+                if main:
+                    signal.signal(signal.SIGINT, signal.default_int_handler)
             raise
         finally:
+            if main:
+                signal.signal(signal.SIGTERM, previous)
             heartbeat.stop()
         return self.finished
 
     def stop(self) -> None:
-        """Ctrl-C: every child checkpoints and exits (SIGINT), then the claims are released."""
+        """Every child checkpoints and exits (SIGINT; the trainer treats SIGTERM the same),
+        within ``grace_s`` or it is killed; then the claims are released."""
         for process, _ in self.active.values():
             if process.poll() is None:
                 process.send_signal(signal.SIGINT)
+        deadline = time.monotonic() + self.options.grace_s
         for run_id, (process, _) in self.active.items():
             try:
-                process.wait(timeout=300)
+                process.wait(timeout=max(0.0, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
                 process.kill()
+                process.wait()
             state.release(self.run_dir(run_id))
 
 

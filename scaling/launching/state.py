@@ -33,14 +33,35 @@ def run_state(run: RunDir, stale_after: float = DEFAULT_STALE_AFTER) -> str:
         age = time.time() - claim.stat().st_mtime
     except FileNotFoundError:
         return "pending"
-    return "running" if age < stale_after else "stale"
+    if age >= stale_after or _owner_gone(read_claim(run)):
+        return "stale"
+    return "running"
+
+
+def _owner_gone(claim: dict) -> bool:
+    """True when the claim's owner was a process on this host that no longer exists: its run
+    is stale at once, without waiting for the heartbeat to age."""
+    if claim.get("host") != socket.gethostname() or not isinstance(claim.get("pid"), int):
+        return False
+    try:
+        os.kill(claim["pid"], 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
 
 
 def read_claim(run: RunDir) -> dict:
+    return _read_json(run.claim_path)
+
+
+def _read_json(path) -> dict:
     try:
-        return json.loads(run.claim_path.read_text())
+        found = json.loads(path.read_text())
     except (FileNotFoundError, json.JSONDecodeError):
         return {}
+    return found if isinstance(found, dict) else {}
 
 
 def try_claim(run: RunDir, stale_after: float = DEFAULT_STALE_AFTER) -> bool:
@@ -51,7 +72,8 @@ def try_claim(run: RunDir, stale_after: float = DEFAULT_STALE_AFTER) -> bool:
         aside = claim.with_name(f"{claim.name}.stale.{os.getpid()}.{time.time_ns()}")
         try:
             claim.rename(aside)
-            if time.time() - aside.stat().st_mtime < stale_after:
+            fresh = time.time() - aside.stat().st_mtime < stale_after
+            if fresh and not _owner_gone(_read_json(aside)):
                 # between our look and our rename another launcher took the stale claim over
                 # and wrote a fresh one: put it back (link never overwrites) and stand aside
                 try:

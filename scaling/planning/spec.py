@@ -18,7 +18,15 @@ import math
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    create_model,
+    model_validator,
+)
 
 from scaling.config import (
     ConfigError,
@@ -87,7 +95,39 @@ class ShapeRules(Strict):
         return self.aspect_ratio or math.sqrt(low * high)
 
 
-Budgets = list[float] | dict[str, float]
+Positive = Annotated[float, Field(gt=0, allow_inf_nan=False)]
+
+
+class BudgetRange(Strict):
+    start: Positive
+    stop: Positive
+    per_decade: Positive = 2
+
+    @model_validator(mode="after")
+    def _ordered(self) -> BudgetRange:
+        if self.stop < self.start:
+            raise ValueError(f"stop ({self.stop:g}) is less than start ({self.start:g})")
+        return self
+
+
+Budgets = list[Positive] | BudgetRange
+
+
+def _check_centre(centre: str) -> str:
+    if centre.startswith("fit:"):
+        return centre
+    try:
+        value = float(centre)
+    except ValueError:
+        raise ValueError(
+            f"centre {centre!r}: a number of tokens per parameter, or fit:PATH"
+        ) from None
+    if not math.isfinite(value) or value <= 0:
+        raise ValueError(f"centre {centre!r}: tokens per parameter must be positive")
+    return centre
+
+
+Centre = Annotated[str, AfterValidator(_check_centre)]  # tokens per parameter, or fit:PATH
 
 
 class IsoFLOPGrid(Strict):
@@ -96,15 +136,15 @@ class IsoFLOPGrid(Strict):
     budgets: Budgets = Field(description="a list, or {start, stop, per_decade}")
     sizes: int = Field(5, ge=1, description="model sizes per budget")
     spread: float = Field(4.0, ge=1, description="sizes span centre/spread .. centre·spread")
-    centre: str = Field("20", description="tokens per parameter, or fit:PATH of a law")
+    centre: Centre = "20"
 
 
 class FixedGrid(Strict):
     kind: Literal["fixed"]
     name: str = "fixed"
-    params: list[float] = Field(min_length=1)
-    tokens: list[float] | None = None
-    tokens_per_param: list[float] | None = None
+    params: list[Positive] = Field(min_length=1)
+    tokens: list[Positive] | None = None
+    tokens_per_param: list[Positive] | None = None
     corpus_fractions: list[float] = Field(
         [1.0], description="repetition study: train on this share of the corpus (data.max_bytes)"
     )
@@ -122,7 +162,7 @@ class HparamsGrid(Strict):
     kind: Literal["hparams"]
     name: str = "hparams"
     budgets: Budgets
-    centre: str = Field("20", description="tokens per parameter, or fit:PATH of a law")
+    centre: Centre = "20"
     lr: list[float] = Field(min_length=1)
     batch_tokens: list[int] | None = None
 
@@ -132,8 +172,8 @@ class CartesianGrid(Strict):
     name: str = "grid"
     axes: dict[str, list[Any]] = Field(description='e.g. {"train.lr" = [1e-3, 3e-3]}')
     apply_to: str = Field("all", description="'all', or the name of another grid block")
-    params: list[float] | None = Field(None, description="alone: these sizes ...")
-    tokens: list[float] | None = Field(None, description="... with these token counts")
+    params: list[Positive] | None = Field(None, description="alone: these sizes ...")
+    tokens: list[Positive] | None = Field(None, description="... with these token counts")
 
     @model_validator(mode="after")
     def _axes(self) -> CartesianGrid:
@@ -292,12 +332,12 @@ class SweepSpec(Strict):
 def budget_list(budgets: Budgets) -> list[float]:
     if isinstance(budgets, list):
         return sorted(float(b) for b in budgets)
-    start, stop = budgets.get("start"), budgets.get("stop")
-    per_decade = budgets.get("per_decade", 2)
-    if not start or not stop or start <= 0 or stop < start or per_decade <= 0:
-        raise ConfigError("grid.budgets: {start, stop, per_decade} with 0 < start <= stop")
-    n = int(round(math.log10(stop / start) * per_decade)) + 1
+    start, stop = budgets.start, budgets.stop
+    n = int(round(math.log10(stop / start) * budgets.per_decade)) + 1
     return [start * (stop / start) ** (i / max(n - 1, 1)) for i in range(n)]
+
+
+GRID_KINDS = ("isoflop", "fixed", "hparams", "grid")
 
 
 def load_spec(path: str | Path) -> SweepSpec:
@@ -305,4 +345,4 @@ def load_spec(path: str | Path) -> SweepSpec:
     try:
         return SweepSpec.model_validate(raw)
     except ValidationError as err:
-        raise ConfigError(describe_validation_error(err, path)) from None
+        raise ConfigError(describe_validation_error(err, path, GRID_KINDS)) from None

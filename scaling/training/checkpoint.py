@@ -3,15 +3,17 @@ every rank's RNG state, replaced atomically.
 
 Layout: the run's checkpoint folder (``RunDir.checkpoint``) holds DCP shards, ``state.json``
 (step, tokens, sampler position, wall time, best losses, tracker id) and ``rng-<rank>.pt``.
-A new checkpoint is written to ``<folder>.tmp`` and swapped in by renames; a crash between
-the renames leaves ``<folder>.old``, which ``latest`` then uses. A checkpoint without
-``state.json`` (written last) is incomplete and never loaded.
+A new checkpoint is written to ``<folder>.tmp``, fsynced, and swapped in by renames; the
+previous one stays as ``<folder>.old``. A checkpoint without ``state.json`` (written last,
+with the size of every file) is incomplete and never loaded; one whose files are missing or
+cut is damaged, and ``resume`` falls back to the previous one with a warning.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
+import os
 import shutil
 import warnings
 from pathlib import Path
@@ -25,6 +27,9 @@ from torch.distributed.checkpoint.state_dict import (
     get_state_dict,
     set_state_dict,
 )
+
+from scaling.config import ConfigError
+from scaling.fileio import fsync_dir, write_json_atomic
 
 
 def _dist() -> bool:
@@ -52,16 +57,37 @@ def _siblings(folder: Path) -> tuple[Path, Path]:
     return folder.with_name(folder.name + ".tmp"), folder.with_name(folder.name + ".old")
 
 
+def complete(folder: Path) -> list[Path]:
+    """The complete checkpoints of ``folder``, newest first: the folder itself and the previous
+    one kept beside it (``<folder>.old``)."""
+    return [path for path in (folder, _siblings(folder)[1]) if (path / "state.json").is_file()]
+
+
 def latest(folder: Path) -> Path | None:
-    """The complete checkpoint of ``folder`` (or of the one a crashed swap left aside)."""
-    for path in (folder, _siblings(folder)[1]):
-        if (path / "state.json").is_file():
-            return path
-    return None
+    found = complete(folder)
+    return found[0] if found else None
+
+
+def _manifest(path: Path) -> dict[str, int]:
+    return {
+        str(p.relative_to(path)): p.stat().st_size
+        for p in sorted(path.rglob("*"))
+        if p.is_file() and p.name != "state.json"
+    }
+
+
+def _fsync_tree(path: Path) -> None:
+    for file in path.rglob("*"):
+        if file.is_file():
+            with file.open("rb") as handle:
+                os.fsync(handle.fileno())
+    fsync_dir(path)
 
 
 def save(folder: Path, model, optimizer, state: dict[str, Any]) -> None:
-    """Every rank calls this; rank 0 swaps the finished checkpoint into ``folder``."""
+    """Every rank calls this. The checkpoint is written to ``<folder>.tmp``, fsynced, and swapped
+    in by renames by rank 0; the previous complete one stays as ``<folder>.old``, the fallback
+    if the new one is found damaged. ``state.json``, written last, lists every file's size."""
     final = folder
     tmp, old = _siblings(folder)
     if _rank() == 0:
@@ -77,13 +103,68 @@ def save(folder: Path, model, optimizer, state: dict[str, Any]) -> None:
     torch.save(rng, tmp / f"rng-{_rank()}.pt")
     _barrier()
     if _rank() == 0:
-        (tmp / "state.json").write_text(json.dumps(state, indent=2) + "\n")
+        _fsync_tree(tmp)
+        write_json_atomic(tmp / "state.json", {**state, FILES_KEY: _manifest(tmp)})
         if final.exists():
             shutil.rmtree(old, ignore_errors=True)
             final.rename(old)
         tmp.rename(final)
-        shutil.rmtree(old, ignore_errors=True)
+        fsync_dir(final.parent)
     _barrier()
+
+
+FILES_KEY = "_files"  # in state.json: the size of every file of the checkpoint
+
+
+class DamagedCheckpoint(Exception):
+    pass
+
+
+def verify(path: Path) -> dict[str, Any]:
+    """The loop state of a complete checkpoint whose files are all there, at their sizes."""
+    try:
+        state = json.loads((path / "state.json").read_text())
+    except (OSError, json.JSONDecodeError) as err:
+        raise DamagedCheckpoint(f"{path / 'state.json'}: unreadable ({err})") from None
+    for name, size in state.pop(FILES_KEY, {}).items():
+        file = path / name
+        if not file.is_file():
+            raise DamagedCheckpoint(f"{file}: missing")
+        if file.stat().st_size != size:
+            raise DamagedCheckpoint(f"{file}: {file.stat().st_size} bytes, written as {size}")
+    return state
+
+
+def resume(folder: Path, model, optimizer) -> tuple[dict[str, Any], Path] | None:
+    """Load the newest checkpoint of ``folder`` that verifies and loads, warning in one line
+    about each damaged one; None when the run has none. A folder that holds no complete
+    checkpoint (no state.json) is damage too: ConfigError, nothing touched."""
+    candidates = complete(folder)
+    if not candidates:
+        leftover = [p for p in (folder, _siblings(folder)[1]) if p.exists()]
+        if leftover:
+            raise ConfigError(
+                f"{leftover[0]}: an incomplete checkpoint (no state.json) and no complete one; "
+                "nothing was changed: move the folder aside to train the run from the start"
+            )
+        return None
+    damage = []
+    for path in candidates:
+        try:
+            verify(path)
+            return load(path, model, optimizer), path
+        except Exception as err:  # a damaged shard fails inside DCP with many kinds of error
+            first_line = (str(err).splitlines() or [""])[0][:200]
+            damage.append(f"{path}: {type(err).__name__}: {first_line}")
+            if path is not candidates[-1]:
+                warnings.warn(
+                    f"damaged checkpoint, resuming from the previous one: {damage[-1]}",
+                    stacklevel=2,
+                )
+    raise ConfigError(
+        f"no checkpoint of {folder} loads ({'; '.join(damage)}); nothing was changed: move "
+        "the folders aside to train the run from the start"
+    )
 
 
 def load(path: Path, model, optimizer) -> dict[str, Any]:
@@ -105,4 +186,4 @@ def load(path: Path, model, optimizer) -> dict[str, Any]:
         torch.set_rng_state(rng["cpu"])
         if "cuda" in rng and torch.cuda.is_available():
             torch.cuda.set_rng_state(rng["cuda"])
-    return json.loads((path / "state.json").read_text())
+    return verify(path)

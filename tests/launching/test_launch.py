@@ -142,7 +142,7 @@ def test_ctrl_c_checkpoints_and_launching_again_resumes(plan_dir):
         time.sleep(0.1)
     first.send_signal(signal.SIGINT)
     output, _ = first.communicate(timeout=120)
-    assert first.returncode == 2 and "launch again to resume" in output, output
+    assert first.returncode == 130 and "launch again to resume" in output, output
     stopped_at = json.loads((run_dir / "checkpoint" / "state.json").read_text())["step"]
     assert stopped_at >= 15 and not (run_dir / "claim.json").exists()
     second = launcher(runs)
