@@ -256,3 +256,30 @@ def test_a_result_records_the_thread_count_that_made_it(tmp_path, shared_cache):
     assert two["threads"] == threads
     # equal to rounding, not bit for bit, when the count differs (README: CPU speed)
     assert two["final_eval_loss"] == pytest.approx(one["final_eval_loss"], rel=0.02)
+
+
+@pytest.mark.slow
+def test_disk_full_while_training_is_one_line(tmpfs, tmp_path, shared_cache):
+    config = tmp_path / "config.json"
+    config.write_text(tiny_run(checkpoint_interval=5, eval_interval=0).model_dump_json())
+    with (tmpfs / "filler").open("wb", buffering=0) as handle:  # leave about 200 kB
+        handle.write(b"\0" * (4 * 1024 * 1024 - 200 * 1024))
+    result = runner.invoke(app, ["train", str(config), "--out", str(tmpfs / "run")])
+    one_line_exit_2(result, "no space left on the device")
+    lines = RunDir(tmpfs / "run").read_metrics()  # what was logged is intact
+    assert lines and all("step" in line for line in lines)
+
+
+def test_ctrl_c_as_training_starts_is_one_line(tmp_path, shared_cache):
+    config = tmp_path / "config.json"
+    config.write_text(tiny_run().model_dump_json())
+    process = subprocess.Popen(
+        [sys.executable, "-m", "scaling", "train", str(config), "--no-progress"],
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    time.sleep(0.5)  # any moment will do: early, the interpreter is still importing
+    process.send_signal(signal.SIGINT)
+    _, err = process.communicate(timeout=300)
+    assert process.returncode in (0, 130), err  # 0: it had finished already on a fast machine
+    assert "Traceback" not in err

@@ -49,6 +49,9 @@ def train(
     except Interrupted as err:
         typer.echo(f"interrupted: {err}; run the same command again to resume", err=True)
         raise typer.Exit(code=130) from None
+    except KeyboardInterrupt:  # before the trainer's own handler is in place: nothing trained
+        typer.echo("interrupted before training began; run the same command again", err=True)
+        raise typer.Exit(code=130) from None
     status = result["status"]
     if status == "done":
         typer.echo(

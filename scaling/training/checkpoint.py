@@ -22,6 +22,7 @@ from typing import Any
 import torch
 import torch.distributed as dist
 import torch.distributed.checkpoint as dcp
+from torch.distributed.checkpoint.api import CheckpointException
 from torch.distributed.checkpoint.state_dict import (
     StateDictOptions,
     get_state_dict,
@@ -42,6 +43,21 @@ def _single_process_quiet():
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="torch.distributed is disabled")
         yield
+
+
+@contextlib.contextmanager
+def _plain_errors(path: Path):
+    """DCP's CheckpointException derives from BaseException, past every ``except Exception``:
+    re-raise the first rank's own error (an OSError keeps its errno: a full disk is said as
+    one), naming the checkpoint folder."""
+    try:
+        yield
+    except CheckpointException as err:
+        failure = next(iter(err.failures.values()))
+        cause = failure[0] if isinstance(failure, tuple) else failure
+        if isinstance(cause, OSError):
+            raise OSError(cause.errno, cause.strerror, str(path)) from None
+        raise RuntimeError(f"{path}: {type(cause).__name__}: {cause}") from None
 
 
 def _barrier() -> None:
@@ -95,7 +111,7 @@ def save(folder: Path, model, optimizer, state: dict[str, Any]) -> None:
         tmp.mkdir(parents=True)
     _barrier()
     model_state, optim_state = get_state_dict(model, optimizer)
-    with _single_process_quiet():
+    with _single_process_quiet(), _plain_errors(tmp):
         dcp.save({"model": model_state, "optim": optim_state}, checkpoint_id=str(tmp))
     rng = {"cpu": torch.get_rng_state()}
     if torch.cuda.is_available():
@@ -171,7 +187,7 @@ def load(path: Path, model, optimizer) -> dict[str, Any]:
     """Restore model, optimizer and this rank's RNG; return the loop state."""
     model_state, optim_state = get_state_dict(model, optimizer)
     state = {"model": model_state, "optim": optim_state}
-    with _single_process_quiet():
+    with _single_process_quiet(), _plain_errors(path):
         dcp.load(state, checkpoint_id=str(path))
     set_state_dict(
         model,
