@@ -1,7 +1,7 @@
 """The whole study in one command: plan, prepare, train, fit, plot, predict, and check the
 prediction on a run nobody fitted.
 
-Every stage is a file on disk (DESIGN.md), so an interrupted demo resumes where it stopped:
+Every stage is a file on disk (docs/architecture.md), so an interrupted demo resumes where it stopped:
 planning keeps unchanged runs, training resumes from checkpoints, the holdout run too.
 """
 

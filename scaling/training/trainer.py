@@ -1,4 +1,4 @@
-"""One training run: a RunConfig in, metrics.jsonl and result.json out (DESIGN.md contracts).
+"""One training run: a RunConfig in, metrics.jsonl and result.json out (docs/architecture.md).
 
 The same loop runs on a laptop CPU, one GPU, and many processes (DDP or FSDP2 under torchrun
 or ``accelerate launch``). The learning rate is a function of the optimizer step; the data
