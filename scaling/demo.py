@@ -1,8 +1,8 @@
 """The whole study in one command: plan, prepare, train, fit, plot, predict, and check the
 prediction on a run nobody fitted.
 
-Every stage is a file on disk (docs/architecture.md), so an interrupted demo resumes where it stopped:
-planning keeps unchanged runs, training resumes from checkpoints, the holdout run too.
+Every stage is a file on disk (docs/architecture.md), so an interrupted demo resumes where it
+stopped: planning keeps unchanged runs, training resumes from checkpoints, the holdout too.
 """
 
 from __future__ import annotations
