@@ -30,6 +30,10 @@ BENCHMARKS = {
     ),
     "train_throughput": ("Trainer overhead", [sys.executable, "benchmarks/train_throughput.py"]),
     "fit_speed": ("Approach 3 fit speed", [sys.executable, "benchmarks/fit_speed.py"]),
+    "fit_under_load": (
+        "Fits on a busy machine",
+        [sys.executable, "benchmarks/fit_under_load.py"],
+    ),
     "demo": (
         "Wall time of `scaling demo`",
         [sys.executable, "-m", "scaling", "demo", "--no-progress"],

@@ -33,7 +33,7 @@ def _law_table(outcome) -> None:
     table = Table(title=f"{law.law}: {law.formula}", title_justify="left")
     table.add_column("parameter")
     table.add_column("value", justify="right")
-    table.add_column("95% interval", justify="right")
+    table.add_column(f"{law.settings['level']:.0%} interval", justify="right")
     for name, value in law.params.items():
         low_high = law.intervals.get(name)
         interval = f"[{low_high[0]:.4g}, {low_high[1]:.4g}]" if low_high else ""
@@ -102,6 +102,9 @@ def fit(
         str, typer.Option(help="Resample points, runs or budgets.")
     ] = "points",
     seed: Annotated[int, typer.Option(help="Bootstrap seed.")] = 0,
+    level: Annotated[
+        float, typer.Option(help="Coverage of the intervals: 0.95, or 0.8 as Chinchilla reports.")
+    ] = 0.95,
     holdout: Annotated[
         str | None, typer.Option(help="Backtest: 'largest' (budget) or 'largest-params'.")
     ] = None,
@@ -188,6 +191,7 @@ def fit(
             bootstrap_samples=bootstrap_samples,
             bootstrap_unit=bootstrap_unit,
             seed=seed,
+            level=level,
             loss=loss,
             pinned=_parse_pins(pin),
             optimum=optimum,
@@ -214,6 +218,10 @@ def fit(
 
 FIT_FLAGS = {
     "law": "--law",
+    "flops_per_param_token": "--flops-per-param-token",
+    "budget_tolerance": "--budget-tolerance",
+    "drop_highest": "--drop-highest",
+    "level": "--level",
     "loss": "--loss",
     "pinned": "--pin",
     "optimum": "--optimum",
@@ -225,6 +233,7 @@ FIT_FLAGS = {
     "exclude": "--exclude",
 }
 PREDICT_FLAGS = {
+    "level": "--level",
     "compute": "--compute",
     "params": "--params",
     "tokens": "--tokens",
@@ -248,6 +257,10 @@ def predict(
     experts: Annotated[
         int | None, typer.Option(help="Number of experts (the moe law; 0 = dense).")
     ] = None,
+    level: Annotated[
+        float | None,
+        typer.Option(help="Coverage of the intervals (default: the fit's own, 0.95 unless set)."),
+    ] = None,
     as_json: JsonOption = False,
 ) -> None:
     """Predict from a fitted law: at --compute C the optimal N*, D*, tokens per parameter,
@@ -269,6 +282,7 @@ def predict(
             compute=compute,
             params=params,
             tokens=tokens,
+            level=level,
             **{k: v for k, v in covariates.items() if v is not None},
         )
     if as_json:
@@ -280,7 +294,7 @@ def predict(
     table = Table(title=f"prediction ({law_name} law)", title_justify="left")
     table.add_column("quantity")
     table.add_column("value", justify="right")
-    table.add_column("95% interval", justify="right")
+    table.add_column("interval" if level is None else f"{level:.0%} interval", justify="right")
     intervals = prediction.get("intervals", {})
     for key, value in prediction.items():
         if key == "intervals":

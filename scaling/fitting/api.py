@@ -133,6 +133,8 @@ def fit_laws(
         try:
             law = fit_law(name, points, runs, **options)
             outcome = FitOutcome(law, compute_optimal_table(law, largest))
+            if outcome.optima:  # the table printed is the table kept
+                law.details["compute_optimal"] = outcome.optima
             if holdout:
                 quiet = {**options, "bootstrap_samples": 0}
                 outcome.backtest = backtest(
@@ -183,6 +185,7 @@ def predict_from(
     compute: float | None = None,
     params: float | None = None,
     tokens: float | None = None,
+    level: float | None = None,
     **covariates: Any,
 ) -> tuple[str, dict[str, Any]]:
     """(law name, prediction) from a fit file, or from a runs directory's newest fit that
@@ -208,10 +211,12 @@ def predict_from(
         law, hparams = None, law
     prediction: dict[str, Any] = {}
     if law is not None:
-        prediction = law.predict(compute=compute, params=params, tokens=tokens, **covariates)
+        prediction = law.predict(
+            compute=compute, params=params, tokens=tokens, level=level, **covariates
+        )
     budget = prediction.get("compute", compute)
     if hparams is not None and budget is not None:
-        extra = hparams.predict(compute=budget)
+        extra = hparams.predict(compute=budget, level=level)
         prediction.setdefault("intervals", {}).update(extra.pop("intervals", {}))
         prediction.update(extra)
     elif hparams is not None and law is None:

@@ -34,7 +34,24 @@ from scaling.fileio import write_atomic
 LAWS: dict[str, type[Law]] = {}
 FORMAT = 2  # 1: settings under their old names (bootstrap for bootstrap_samples)
 MIN_BOOTSTRAP_FITTED = 0.5  # the fraction of resamples that must fit for intervals to mean much
-COMMON_SETTINGS = {"bootstrap_samples": 0, "bootstrap_unit": "points", "seed": 0}
+COMMON_SETTINGS = {"bootstrap_samples": 0, "bootstrap_unit": "points", "seed": 0, "level": 0.95}
+# The optimisers work on small matrices: one BLAS thread is as fast idle, and OpenBLAS's
+# thread per core, spinning against another process on a busy machine, made a 0.7 s fit take
+# 45 s (benchmarks/fit_under_load.py). None: leave the thread count alone.
+FIT_BLAS_THREADS: int | None = 1
+
+
+def blas_threads():
+    """A context in which BLAS (numpy, scipy) uses ``FIT_BLAS_THREADS`` threads."""
+    import contextlib
+
+    if FIT_BLAS_THREADS is None:
+        return contextlib.nullcontext()
+    from threadpoolctl import threadpool_limits
+
+    return threadpool_limits(limits=FIT_BLAS_THREADS, user_api="blas")
+
+
 QUESTIONS = ("loss", "optimum", "hyperparameters")
 BOOTSTRAP_UNITS = ("points", "runs", "budgets")
 
@@ -95,6 +112,11 @@ class Law:
             raise FitError(
                 "must be 0 or more", param="bootstrap_samples", value=settings["bootstrap_samples"]
             )
+        level = self.settings["level"]
+        if not isinstance(level, int | float) or not 0 < level < 1:
+            raise FitError(
+                "the interval's coverage, in (0, 1), e.g. 0.8", param="level", value=level
+            )
         if self.settings["bootstrap_unit"] not in BOOTSTRAP_UNITS:
             raise FitError(
                 f"must be one of {', '.join(BOOTSTRAP_UNITS)}",
@@ -143,15 +165,17 @@ class Law:
         from scaling.fitting.points import as_points
 
         points = as_points(data)
-        params, objective, details = self._fit(points)
         requested = int(self.settings["bootstrap_samples"])
-        samples, intervals = bootstrap(
-            self._bootstrap_frame(points),
-            lambda frame: self._refit(frame, params),
-            requested,
-            self.settings["bootstrap_unit"],
-            self.settings["seed"],
-        )
+        with blas_threads():
+            params, objective, details = self._fit(points)
+            samples, intervals = bootstrap(
+                self._bootstrap_frame(points),
+                lambda frame: self._refit(frame, params),
+                requested,
+                self.settings["bootstrap_unit"],
+                self.settings["seed"],
+                self.settings["level"],
+            )
         if requested and len(samples) < MIN_BOOTSTRAP_FITTED * requested:
             details["bootstrap"] = (
                 f"only {len(samples)} of {requested} resamples could be fitted; "
@@ -227,7 +251,7 @@ class Law:
         compute: float | None = None,
         params: float | None = None,
         tokens: float | None = None,
-        level: float = 0.95,
+        level: float | None = None,
         **covariates: float,
     ) -> dict[str, Any]:
         """Ask the law: ``params`` and ``tokens`` together give the loss there; ``compute``, or
@@ -253,6 +277,11 @@ class Law:
 
         point = answer(None)
         out: dict[str, Any] = {k: float(v) for k, v in point.items()}
+        level = self.settings["level"] if level is None else level
+        if not 0 < level < 1:
+            raise FitError(
+                "the interval's coverage, in (0, 1), e.g. 0.8", param="level", value=level
+            )
         if self.samples:
             draws = [answer(sample) for sample in self.samples]
             out["intervals"] = {

@@ -12,7 +12,7 @@ from typing import Any, ClassVar
 import numpy as np
 import pandas as pd
 
-from scaling.fitting.base import FitError, Law, percentile_interval
+from scaling.fitting.base import FitError, Law, blas_threads, percentile_interval
 from scaling.fitting.powerlaw import evaluate, fit_power_law, invert
 
 
@@ -133,17 +133,22 @@ class EnvelopeLaw(AllocationLaw):
         runs = [run for _, run in curves.groupby("run_id", sort=True)]
         rng = np.random.default_rng(self.settings["seed"])
         samples = []
-        for _ in range(int(self.settings["bootstrap_samples"])):
-            chosen = rng.integers(0, len(runs), len(runs))
-            sample = pd.concat([runs[i].assign(run_id=j) for j, i in enumerate(chosen)])
-            found = envelope_optima(sample, n_grid)
-            if found["params"].nunique() >= 2:
-                samples.append(_fit_allocation(found))
+        with blas_threads():
+            for _ in range(int(self.settings["bootstrap_samples"])):
+                chosen = rng.integers(0, len(runs), len(runs))
+                sample = pd.concat([runs[i].assign(run_id=j) for j, i in enumerate(chosen)])
+                found = envelope_optima(sample, n_grid)
+                if found["params"].nunique() >= 2:
+                    samples.append(_fit_allocation(found))
         self.settings["bootstrap_unit"] = "runs"
+        level = self.settings["level"]
         self.params = _fit_allocation(optima)
         self.samples = samples
         self.intervals = (
-            {key: percentile_interval(np.array([s[key] for s in samples])) for key in self.params}
+            {
+                key: percentile_interval(np.array([s[key] for s in samples]), level)
+                for key in self.params
+            }
             if samples
             else {}
         )

@@ -118,7 +118,9 @@ class ParametricLaw(Law):
         if self.samples:
             draws = [self._derived(s) for s in self.samples]
             out["derived_intervals"] = {
-                key: percentile_interval(np.array([d[key] for d in draws], dtype=float))
+                key: percentile_interval(
+                    np.array([d[key] for d in draws], dtype=float), self.settings["level"]
+                )
                 for key in ("a", "b", "G")
             }
         return out

@@ -101,7 +101,24 @@ def prepare_points(
     source: str = "points",
     require: tuple[str, ...] = ("params", "tokens", "loss"),
 ) -> Points:
-    """Canonical, validated points. ``columns`` maps canonical names to the table's names."""
+    """Canonical, validated points. ``columns`` maps canonical names to the table's names.
+    Rows are numbered from 1, the first row of data (a CSV's line 2)."""
+    for name, value, allowed in (
+        ("flops_per_param_token", flops_per_param_token, "must be a positive number (6 for 6ND)"),
+        ("budget_tolerance", budget_tolerance, "must be 0 or more (log10 FLOPs)"),
+        ("drop_highest", drop_highest, "must be 0 or more"),
+    ):
+        low_ok = value > 0 if name == "flops_per_param_token" else value >= 0
+        if not (np.isfinite(value) and low_ok):
+            raise FitError(allowed, param=name, value=value)
+    roles: dict[str, str] = {}
+    for ours, theirs in (columns or {}).items():
+        if theirs in roles:
+            raise FitError(
+                f"{source}: column {theirs!r} is given for both {roles[theirs]} and {ours}; "
+                "one column has one role"
+            )
+        roles[theirs] = ours
     rename = {theirs: ours for ours, theirs in (columns or {}).items() if theirs != ours}
     missing = [theirs for theirs in rename if theirs not in df]
     if missing:
@@ -117,7 +134,7 @@ def prepare_points(
             )
         frame = frame[~mask]
 
-    frame["_row"] = np.arange(len(frame))
+    frame["_row"] = np.arange(1, len(frame) + 1)
     if "status" in frame:
         for status in EXCLUDED_STATUSES:
             drop((frame["status"].astype(str) == status).to_numpy(), f"status {status}")
@@ -134,6 +151,13 @@ def prepare_points(
         raise FitError(f"{source}: no column 'loss' (map yours with columns=)")
     for name in [c for c in CANONICAL if c in frame]:
         values = pd.to_numeric(frame[name], errors="coerce").to_numpy(dtype=float)
+        text = frame[name].notna().to_numpy() & np.isnan(values)
+        if text.any():
+            row = int(frame["_row"].to_numpy()[text][0])
+            raise FitError(
+                f"{source}: column {name!r}, row {row}: {frame[name].to_numpy()[text][0]!r} is "
+                "not a number"
+            )
         if name in ("params", "tokens", "flops", "loss"):
             bad = ~np.isfinite(values) | (values <= 0)
         else:  # optional columns may be empty (NaN), never non-positive

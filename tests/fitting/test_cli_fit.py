@@ -123,6 +123,8 @@ def test_bad_inputs_exit_2_and_write_nothing(tmp_path):
     csv = write_points(tmp_path / "points.csv")
     nan_csv = tmp_path / "nan.csv"
     nan_csv.write_text("params,tokens,loss\n1e8,1e9,3.0\n2e8,1e9,nan\n")
+    text_csv = tmp_path / "text.csv"
+    text_csv.write_text("params,tokens,loss\n1e8,1e9,3.0\n2e8,1e9,abc\n")
     one_budget = tmp_path / "one.csv"
     isoflop_points(budgets=[1e19]).to_csv(one_budget, index=False)
     few = tmp_path / "few.csv"
@@ -130,7 +132,33 @@ def test_bad_inputs_exit_2_and_write_nothing(tmp_path):
     out = tmp_path / "fits" / "x.json"
     cases = [
         ([str(tmp_path / "none.csv")], "none.csv: no such file"),
-        ([str(nan_csv)], "'loss' has NaN or non-positive values in rows [1]"),
+        ([str(nan_csv)], "'loss' has NaN or non-positive values in rows [2]"),
+        ([str(text_csv)], "column 'loss', row 2: 'abc' is not a number"),
+        (
+            [str(csv), "--params-col", "N", "--flops-col", "C", "--bootstrap", "-5"],
+            "--bootstrap -5",
+        ),
+        (
+            [str(csv), "--params-col", "N", "--flops-col", "C", "--drop-highest", "-1"],
+            "--drop-highest -1",
+        ),
+        (
+            [str(csv), "--params-col", "N", "--flops-col", "C", "--budget-tolerance", "-1"],
+            "--budget-tolerance -1.0: must be 0 or more",
+        ),
+        (
+            [str(csv), "--params-col", "N", "--flops-col", "C", "--flops-per-param-token", "0"],
+            "--flops-per-param-token 0.0: must be a positive number",
+        ),
+        (
+            [str(csv), "--params-col", "N", "--flops-col", "N"],
+            "column 'N' is given for both params and flops",
+        ),
+        ([str(csv), "--params-col", "N", "--flops-col", "C", "--level", "95"], "--level 95.0"),
+        (
+            [str(csv), "--params-col", "N", "--flops-col", "C", "--bootstrap-unit", "runz"],
+            "--bootstrap-unit 'runz': must be one of points, runs, budgets",
+        ),
         ([str(csv)], "need two of the columns params, tokens and flops"),
         ([str(csv), "--params-col", "N", "--flops-col", "C", "--loss-col", "L"], "no column 'L'"),
         ([str(one_budget), "--law", "isoflop"], "at least 2 budgets"),
