@@ -177,3 +177,26 @@ def test_bad_inputs_exit_2_and_write_nothing(tmp_path):
         assert not out.exists()
     result = runner.invoke(app, ["predict", "--fit", str(out), "--compute", "1e20"])
     assert result.exit_code == 2 and "no such fit file" in result.output
+
+
+def test_level_sets_the_intervals_and_the_fit_file_keeps_the_optima(tmp_path):
+    csv = write_points(tmp_path / "points.csv", noise=0.01)
+    common = ["fit", str(csv), "--params-col", "N", "--flops-col", "C", "--bootstrap", "40"]
+    wide = json.loads(runner.invoke(app, [*common, "--json"]).output)
+    out = tmp_path / "p80.json"
+    narrow = json.loads(
+        runner.invoke(app, [*common, "--level", "0.8", "--out", str(out), "--json"]).output
+    )
+    for name in ("E", "alpha"):
+        assert np.diff(narrow["intervals"][name]) < np.diff(wide["intervals"][name])
+    # every optimum of the table has its interval, and the fit file keeps the table it printed
+    assert all("intervals" in row and "params" in row["intervals"] for row in narrow["optima"])
+    law = Law.from_json(out)
+    assert law.details["compute_optimal"] == narrow["optima"]
+    assert law.settings["level"] == 0.8
+    # predictions from the file use its level, unless told another
+    at = law.predict(compute=1e23)
+    result = runner.invoke(app, ["predict", "--fit", str(out), "--compute", "1e23", "--json"])
+    assert json.loads(result.output)["intervals"]["loss"] == at["intervals"]["loss"]
+    wider = law.predict(compute=1e23, level=0.95)["intervals"]["loss"]
+    assert wider[1] - wider[0] > at["intervals"]["loss"][1] - at["intervals"]["loss"][0]
