@@ -59,6 +59,8 @@ def _law_table(outcome) -> None:
         )
     if "bootstrap" in law.details:
         console.print(f"  bootstrap: {law.details['bootstrap']}")
+    for warning in law.details.get("warnings", []):
+        console.print(f"  [yellow]warning[/]: {warning}")
     for budget in law.details.get("budgets", []):
         if budget.get("reason"):
             console.print(f"  budget {budget['budget']:.3g} left out: {budget['reason']}")
@@ -118,6 +120,15 @@ def fit(
     drop_highest: Annotated[int, typer.Option(help="Drop the k highest-loss points.")] = 0,
     loss: Annotated[str, typer.Option(help="Parametric objective: huber, l2 or l1.")] = "huber",
     pin: Annotated[list[str] | None, typer.Option(help="Hold a parameter, e.g. E=1.69.")] = None,
+    tie_exponents: Annotated[
+        bool, typer.Option(help="Parametric and data-constrained: one exponent, alpha = beta.")
+    ] = False,
+    base: Annotated[
+        Path | None,
+        typer.Option(
+            help="Data-constrained: the base law, a parametric fit file (default: fit it)."
+        ),
+    ] = None,
     optimum: Annotated[
         str, typer.Option(help="IsoFLOP optimum: parabola or parametric.")
     ] = "parabola",
@@ -171,7 +182,17 @@ def fit(
         "lr": lr_col,
         "batch_tokens": batch_col,
     }
+    chosen = {
+        "loss": loss != "huber",
+        "pinned": bool(pin),
+        "tie_exponents": tie_exponents,
+        "base": base is not None,
+        "optimum": optimum != "parabola",
+        "method": method != "near-optimal",
+        "metric": metric_col != "accuracy",
+    }
     with errors(FIT_FLAGS):
+        base_params = _base_params(base) if base is not None else None
         table, runs = load_source(source)
         points = prepare_points(
             table,
@@ -188,12 +209,15 @@ def fit(
             runs,
             out,
             holdout,
+            explicit=tuple(name for name, given in chosen.items() if given),
             bootstrap_samples=bootstrap_samples,
             bootstrap_unit=bootstrap_unit,
             seed=seed,
             level=level,
             loss=loss,
             pinned=_parse_pins(pin),
+            tie_exponents=tie_exponents,
+            base=base_params,
             optimum=optimum,
             method=method,
             metric=metric_col,
@@ -216,7 +240,18 @@ def fit(
             typer.echo(f"wrote {outcome.path}")
 
 
+def _base_params(path: Path) -> dict[str, float]:
+    from scaling.fitting import Law
+
+    law = Law.from_json(path)
+    if law.law != "parametric":
+        raise fail(f"--base {path}: holds a {law.law} law; give a parametric fit file")
+    return law.params
+
+
 FIT_FLAGS = {
+    "tie_exponents": "--tie-exponents",
+    "base": "--base",
     "law": "--law",
     "flops_per_param_token": "--flops-per-param-token",
     "budget_tolerance": "--budget-tolerance",

@@ -121,12 +121,24 @@ def fit_laws(
     runs: RunsDir | None = None,
     out: Path | None = None,
     holdout: str | None = None,
+    explicit: tuple[str, ...] = (),
     **options: Any,
 ) -> tuple[list[FitOutcome], list[dict[str, str]]]:
     """Fit each law of ``names``, write its fit file, and return (outcomes, skipped). With one
-    name a law that cannot be fitted raises; with several it is skipped with the reason."""
+    name a law that cannot be fitted raises; with several it is skipped with the reason.
+    ``explicit``: the options the caller set on purpose; with one law, one that is not its
+    setting is refused (with several, each law takes its own)."""
     for name in names:
         law_class(name)
+    if len(names) == 1:
+        cls = law_class(names[0])
+        for option in sorted(set(explicit) - {*COMMON_SETTINGS, *cls.defaults}):
+            raise FitError(
+                f"the {names[0]} law has no such setting; its settings: "
+                + ", ".join(sorted({*COMMON_SETTINGS, *cls.defaults})),
+                param=option,
+                value=options.get(option),
+            )
     outcomes, skipped = [], []
     largest = float(points.frame["budget"].max()) if len(points) else float("nan")
     for name in names:

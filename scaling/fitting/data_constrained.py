@@ -27,13 +27,23 @@ def effective(unique, repeats, r_star):
 
 
 class DataConstrainedLaw(Law):
-    """Points need ``unique_tokens``. Setting ``base``: the parameters (E, A, B, alpha, beta)
-    of a single-epoch parametric law; by default that law is fitted here on the points that do
-    not repeat data."""
+    """Points need ``unique_tokens``. As Muennighoff et al. fit it: the base law
+    E + A/N^α + B/D^β from the single-epoch points (or given: setting ``base``, the parameters
+    of a parametric fit; ``scaling fit --base FIT.json``), optionally with ``tie_exponents``
+    (α = β, the paper's choice), ``loss`` and ``pinned`` as the parametric law takes them; then
+    R_D* and R_N* on every point (single-epoch points inform R_N* too: a model larger than the
+    optimum for its unique data has "repeated" parameters). The bootstrap refits everything
+    fitted here, the base law included. ``details["profile"]`` holds the objective with each R*
+    halved and doubled; a warning says when one is barely identified."""
 
     law = "data-constrained"
     formula = "L = E + A/N'^alpha + B/D'^beta (effective N', D' of Muennighoff et al. 2023)"
-    defaults: ClassVar[dict[str, Any]] = {"base": None}
+    defaults: ClassVar[dict[str, Any]] = {
+        "base": None,
+        "tie_exponents": False,
+        "loss": "huber",
+        "pinned": {},
+    }
     answers = frozenset({"loss"})
     covariates = ("unique_tokens",)
 
@@ -52,6 +62,10 @@ class DataConstrainedLaw(Law):
     def _repeated(self, frame: pd.DataFrame) -> np.ndarray:
         return (frame["tokens"] > frame["unique_tokens"] * (1 + 1e-9)).to_numpy()
 
+    def _base_law(self) -> ParametricLaw:
+        s = self.settings
+        return ParametricLaw(tie_exponents=s["tie_exponents"], loss=s["loss"], pinned=s["pinned"])
+
     def _fit(self, points):
         frame = points.frame
         if "unique_tokens" not in frame or frame["unique_tokens"].isna().any():
@@ -64,29 +78,84 @@ class DataConstrainedLaw(Law):
                 f"{points.source}: fewer than 2 points repeat data (tokens > "
                 "unique_tokens); nothing to fit R_D*, R_N* on"
             )
-        base = self.settings["base"]
+        given = self.settings["base"]
         base_objective = None
-        if base is None:
+        if given is None:
             single = Points(frame[~repeated].reset_index(drop=True), [], points.source)
-            fitted = ParametricLaw().fit(single)
+            fitted = self._base_law().fit(single)
             base, base_objective = fitted.params, fitted.objective
-        self._base = {k: float(base[k]) for k in ("E", "A", "B", "alpha", "beta")}
-        stars, objective = _fit_stars(frame[repeated], self._base)
-        details = {
+        else:
+            missing = [k for k in BASE if k not in given]
+            if missing:
+                raise FitError(
+                    f"the base law has no {missing[0]}; give a parametric law's parameters",
+                    param="base",
+                    value=sorted(given),
+                )
+            base = given
+        base = {k: float(base[k]) for k in BASE}
+        stars, objective = _fit_stars(frame, base)
+        profile = _profile(frame, {**base, **stars})
+        details: dict[str, Any] = {
             "single_epoch_points": int((~repeated).sum()),
             "repeated_points": int(repeated.sum()),
+            "base": "given" if given is not None else "fitted on the single-epoch points",
             "base_objective": base_objective,
+            "profile": profile,
         }
-        return {**self._base, **stars}, float(objective), details
-
-    def _bootstrap_frame(self, points):
-        return points.frame[self._repeated(points.frame)]
+        weak = [name for name, rise in profile.items() if min(rise.values()) < WEAK_RISE]
+        if weak:
+            details["warnings"] = [
+                f"{name} is barely identified by these points: halving or doubling it raises "
+                f"the RMS log-residual by less than {WEAK_RISE:.0e}; read it as a bound"
+                for name in weak
+            ]
+        return {**base, **stars}, float(objective), details
 
     def _refit(self, frame, params):
-        return {**self._base, **_fit_stars(frame, self._base)[0]}
+        base = {k: params[k] for k in BASE}
+        if self.settings["base"] is None:  # the base was fitted here: refit it too
+            single = frame[~self._repeated(frame)]
+            if len(single) < 6:
+                return None
+            problem = self._base_law()._problem(single)
+            start = np.array([np.log(base["E"]), np.log(base["A"]), np.log(base["B"])])
+            start = np.r_[start, base["alpha"], base["beta"]][problem.free]
+            result = problem.minimize(start)
+            if not np.isfinite(result.fun):
+                return None
+            e, a, b, alpha, beta = problem.full(result.x)
+            base = {"E": np.exp(e), "A": np.exp(a), "B": np.exp(b), "alpha": alpha, "beta": beta}
+        return {**base, **_fit_stars(frame, base, start=params)[0]}
 
 
-def _fit_stars(frame: pd.DataFrame, base: dict[str, float], delta: float = 1e-3):
+BASE = ("E", "A", "B", "alpha", "beta")
+WEAK_RISE = 1e-4  # RMS log-residual rise below which an R* is barely identified
+
+
+def _log_residuals(frame: pd.DataFrame, p: dict[str, float]) -> np.ndarray:
+    law = DataConstrainedLaw.from_params(p)
+    N, D, U = (frame[c].to_numpy(float) for c in ("params", "tokens", "unique_tokens"))
+    return np.log(law.loss(N, D, unique_tokens=U)) - np.log(frame["loss"].to_numpy(float))
+
+
+def _profile(frame: pd.DataFrame, p: dict[str, float]) -> dict[str, dict[str, float]]:
+    """How much the RMS log-residual rises with each R* halved and doubled (the others held)."""
+    rms = float(np.sqrt(np.mean(_log_residuals(frame, p) ** 2)))
+    out = {}
+    for name in ("R_D_star", "R_N_star"):
+        out[name] = {
+            f"x{factor:g}": float(
+                np.sqrt(np.mean(_log_residuals(frame, {**p, name: p[name] * factor}) ** 2)) - rms
+            )
+            for factor in (0.5, 2.0)
+        }
+    return out
+
+
+def _fit_stars(
+    frame: pd.DataFrame, base: dict[str, float], delta: float = 1e-3, start=None
+) -> tuple[dict[str, float], float]:
     law = DataConstrainedLaw.from_params({**base, "R_D_star": 1.0, "R_N_star": 1.0})
     N, D, U = (frame[c].to_numpy(float) for c in ("params", "tokens", "unique_tokens"))
     t = np.log(frame["loss"].to_numpy(float))
@@ -95,9 +164,12 @@ def _fit_stars(frame: pd.DataFrame, base: dict[str, float], delta: float = 1e-3)
         p = {**base, "R_D_star": np.exp(theta[0]), "R_N_star": np.exp(theta[1])}
         return _rho(np.log(law.loss(N, D, p, unique_tokens=U)) - t, "huber", delta)[0].sum()
 
+    starts = [[1, 1], [5, 5], [15, 5], [15, 15], [50, 50], [0.5, 5]]
+    if start is not None:  # a bootstrap refit: from the full fit's values
+        starts = [[start["R_D_star"], start["R_N_star"]]]
     best = multistart(
         objective,
-        np.log([[1, 1], [5, 5], [15, 5], [15, 15], [50, 50], [0.5, 5]]),
+        np.log(starts),
         method="Nelder-Mead",
         options={"xatol": 1e-10, "fatol": 1e-16, "maxiter": 4000},
     )
@@ -108,5 +180,5 @@ def fit_data_constrained(data, base=None, **settings: Any) -> DataConstrainedLaw
     """``DataConstrainedLaw(**settings).fit(data)``; ``base``: a single-epoch ParametricLaw
     (or its parameters)."""
     if base is not None and hasattr(base, "params"):
-        base = base.params
+        base = dict(base.params)
     return DataConstrainedLaw(base=base, **settings).fit(data)

@@ -87,7 +87,8 @@ class ParametricLaw(Law):
     (parameters held fixed, e.g. {"E": 1.69}), ``bounds`` (per parameter (low, high) in
     natural units), ``starts`` ("pruned": L-BFGS from the ``keep`` best of the 4500 grid
     starts, or "all"), ``flops_per_param_token`` (k of C = k·N·D along which the optimum is
-    taken; None: the points' own, from the sweep's FLOP formula, else 6)."""
+    taken; None: the points' own, from the sweep's FLOP formula, else 6), ``tie_exponents``
+    (fit one exponent, α = β)."""
 
     law = "parametric"
     formula = "L(N, D) = E + A / N^alpha + B / D^beta"
@@ -99,6 +100,7 @@ class ParametricLaw(Law):
         "starts": "pruned",
         "keep": 64,
         "flops_per_param_token": None,
+        "tie_exponents": False,
     }
     answers = frozenset({"loss", "optimum"})
 
@@ -158,7 +160,7 @@ class ParametricLaw(Law):
 
     def _problem(self, frame: pd.DataFrame) -> _Problem:
         s = self.settings
-        return _Problem(frame, s["loss"], s["delta"], s["pinned"], s["bounds"])
+        return _Problem(frame, s["loss"], s["delta"], s["pinned"], s["bounds"], s["tie_exponents"])
 
     def _fit(self, points):
         frame = points.frame
@@ -176,9 +178,7 @@ class ParametricLaw(Law):
             raise FitError(f"starts={starts!r}: must be 'pruned' or 'all'")
 
         def score(free: np.ndarray) -> np.ndarray:
-            full = np.tile(problem.fixed, (len(free), 1))
-            full[:, problem.free] = free
-            return problem.batch_values(full)
+            return problem.batch_values(problem.full(free))
 
         best = multistart(
             problem.fun,
@@ -233,7 +233,9 @@ def _to_natural(theta: np.ndarray) -> dict[str, float]:
 class _Problem:
     """The objective over the free parameters, with pinned ones held fixed."""
 
-    def __init__(self, frame: pd.DataFrame, loss: str, delta: float, pinned, bounds):
+    def __init__(
+        self, frame: pd.DataFrame, loss: str, delta: float, pinned, bounds, tie: bool = False
+    ):
         if loss not in LOSSES:
             raise FitError(f"must be one of {', '.join(LOSSES)}", param="loss", value=loss)
         self.x = np.log(frame["params"].to_numpy(float))
@@ -241,6 +243,13 @@ class _Problem:
         self.t = np.log(frame["loss"].to_numpy(float))
         self.loss, self.delta = loss, delta
         self.fixed, self.free = _free_layout(pinned)
+        self.tie = tie  # beta = alpha, as Muennighoff et al. fit the data-constrained base law
+        if tie:
+            if not self.free[4]:
+                raise FitError(
+                    "cannot tie the exponents with beta pinned", param="pinned", value="beta"
+                )
+            self.free[4] = False
         self.bounds = self._bounds(bounds or {})
 
     def _bounds(self, bounds: dict[str, tuple[float | None, float | None]]):
@@ -255,14 +264,20 @@ class _Problem:
         return out
 
     def full(self, free_theta: np.ndarray) -> np.ndarray:
-        theta = self.fixed.copy()
-        theta[self.free] = free_theta
+        """(e, a, b, α, β) from the free parameters; rows of several at once."""
+        free_theta = np.asarray(free_theta, dtype=float)
+        theta = np.tile(self.fixed, (*free_theta.shape[:-1], 1))
+        theta[..., self.free] = free_theta
+        if self.tie:
+            theta[..., 4] = theta[..., 3]
         return theta
 
     def fun(self, free_theta):
         value, grad = objective_and_gradient(
             self.full(free_theta), self.x, self.y, self.t, self.loss, self.delta
         )
+        if self.tie:
+            grad[3] += grad[4]
         return value, grad[self.free]
 
     def batch_values(self, thetas: np.ndarray) -> np.ndarray:

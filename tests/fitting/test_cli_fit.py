@@ -200,3 +200,31 @@ def test_level_sets_the_intervals_and_the_fit_file_keeps_the_optima(tmp_path):
     assert json.loads(result.output)["intervals"]["loss"] == at["intervals"]["loss"]
     wider = law.predict(compute=1e23, level=0.95)["intervals"]["loss"]
     assert wider[1] - wider[0] > at["intervals"]["loss"][1] - at["intervals"]["loss"][0]
+
+
+def test_data_constrained_from_the_cli_with_a_given_base(tmp_path):
+    from scaling.fitting import ParametricLaw
+
+    from .conftest import CHINCHILLA
+    from .test_laws import TRUTH_DC, _repeated_points
+
+    csv = tmp_path / "repeated.csv"
+    _repeated_points(TRUTH_DC).to_csv(csv, index=False)
+    base = tmp_path / "base.json"
+    ParametricLaw.from_params(CHINCHILLA).to_json(base)
+    args = ["fit", str(csv), "--law", "data-constrained", "--base", str(base), "--json"]
+    report = json.loads(runner.invoke(app, args).output)
+    assert abs(report["params"]["R_N_star"] / 5.3 - 1) < 1e-4
+    assert report["options"]["base"]["alpha"] == CHINCHILLA["alpha"]
+    tied = runner.invoke(app, ["fit", str(csv), "--law", "data-constrained", "--tie-exponents"])
+    assert tied.exit_code == 0, tied.output
+    # an option this law does not take is refused, not ignored; --base must be a parametric fit
+    cases = [
+        (["--law", "data-constrained", "--optimum", "parametric"], "--optimum 'parametric': the"),
+        (["--law", "kaplan", "--loss", "l2"], "--loss 'l2': the kaplan law has no such setting"),
+        (["--law", "isoflop", "--pin", "E=1.7"], "--pin {'E': 1.7}: the isoflop law"),
+        (["--law", "data-constrained", "--base", str(csv)], "not a fit file"),
+    ]
+    for extra, message in cases:
+        result = runner.invoke(app, ["fit", str(csv), *extra])
+        assert result.exit_code == 2 and message in result.output, (extra, result.output)

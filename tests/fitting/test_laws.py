@@ -11,7 +11,7 @@ from scaling.fitting.downstream import fit_downstream, sigmoid
 from scaling.fitting.hparams import fit_hparams
 from scaling.fitting.kaplan import fit_kaplan
 from scaling.fitting.moe import fit_moe
-from scaling.fitting.parametric import fit_parametric
+from scaling.fitting.parametric import ParametricLaw, fit_parametric
 from scaling.fitting.points import prepare_points
 
 from .conftest import CHINCHILLA, chinchilla_loss, isoflop_points
@@ -33,33 +33,36 @@ def test_kaplan_forms_are_recovered():
     assert law.predict(params=1e9, tokens=1e10)["loss"] == pytest.approx(float(law.loss(1e9, 1e10)))
 
 
-def _repeated_points(truth):
+def _repeated_points(truth, sizes=(-1.5, 1.5)):
+    """Points drawn from the data-constrained law itself: at each budget, 7 sizes, each trained
+    on its tokens seen once and repeated 2 to 40 times."""
     law = DataConstrainedLaw.from_params(truth)
     rows = []
     for C in np.logspace(18, 21, 6):
-        for f in np.exp(np.linspace(-1.5, 1.5, 7)):
+        for f in np.exp(np.linspace(*sizes, 7)):
             N = np.sqrt(C / 6 / 20) * f
             D = C / (6 * N)
-            rows.append(
-                {"params": N, "tokens": D, "unique_tokens": D, "loss": chinchilla_loss(truth, N, D)}
-            )
-            for repeats in (2, 4, 8, 16, 40):
+            for repeats in (1, 2, 4, 8, 16, 40):
+                U = D / repeats
                 rows.append(
                     {
                         "params": N,
                         "tokens": D,
-                        "unique_tokens": D / repeats,
-                        "loss": float(law.loss(N, D, unique_tokens=D / repeats)),
+                        "unique_tokens": U,
+                        "loss": float(law.loss(N, D, unique_tokens=U)),
                     }
                 )
     return pd.DataFrame(rows)
 
 
+TRUTH_DC = {**CHINCHILLA, "R_D_star": 15.4, "R_N_star": 5.3}
+
+
 def test_data_constrained_recovers_the_decay_constants(tmp_path):
-    truth = {**CHINCHILLA, "R_D_star": 15.4, "R_N_star": 5.3}
-    law = fit_data_constrained(_repeated_points(truth))
-    for key, value in truth.items():
+    law = fit_data_constrained(_repeated_points(TRUTH_DC), base=CHINCHILLA)
+    for key, value in TRUTH_DC.items():
         assert law.params[key] == pytest.approx(value, rel=1e-4), key
+    assert "warnings" not in law.details and law.details["base"] == "given"
     # repeating data is worth less than fresh data, more than nothing
     fresh = float(law.loss(1e9, 4e10, unique_tokens=4e10))
     repeated = float(law.loss(1e9, 4e10, unique_tokens=1e10))
@@ -71,6 +74,32 @@ def test_data_constrained_recovers_the_decay_constants(tmp_path):
     )
     with pytest.raises(FitError, match="unique_tokens"):
         fit_data_constrained(isoflop_points())
+
+
+def test_data_constrained_bootstrap_refits_the_base_it_fitted():
+    law = fit_data_constrained(_repeated_points(TRUTH_DC), bootstrap_samples=8, seed=1)
+    assert law.details["base"] == "fitted on the single-epoch points"
+    for name in ("E", "alpha", "beta", "R_D_star", "R_N_star"):
+        low, high = law.intervals[name]
+        assert high > low, name  # not held fixed
+    given = fit_data_constrained(_repeated_points(TRUTH_DC), base=CHINCHILLA, bootstrap_samples=8)
+    assert given.intervals["E"][0] == given.intervals["E"][1] == CHINCHILLA["E"]
+
+
+def test_data_constrained_ties_exponents_and_warns_when_r_n_is_unidentified():
+    tied = {**TRUTH_DC, "alpha": 0.3, "beta": 0.3}
+    law = fit_data_constrained(_repeated_points(tied), tie_exponents=True)
+    assert law.params["alpha"] == law.params["beta"]
+    # models no larger than the optimum for their unique tokens: R_N* changes nothing
+    points = _repeated_points(TRUTH_DC)
+    d = ParametricLaw._derived(CHINCHILLA)
+    n_opt_u = d["G"] * (points["unique_tokens"] * d["G"]) ** (d["a"] / d["b"])
+    small = points[points["params"] <= n_opt_u]  # U_N = N: no parameter is "repeated"
+    assert (small["tokens"] > small["unique_tokens"]).sum() > 20
+    weak = fit_data_constrained(small, base=CHINCHILLA)
+    assert any("R_N_star is barely identified" in w for w in weak.details["warnings"])
+    assert max(weak.details["profile"]["R_N_star"].values()) < 1e-4
+    assert "R_D_star is" not in " ".join(weak.details["warnings"])
 
 
 def _moe_points():
