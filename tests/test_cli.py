@@ -67,3 +67,25 @@ def test_count_bad_inputs_exit_2_with_one_line(tmp_path):
         assert result.exit_code == 2, (args, result.output)
         assert message in result.output, (args, result.output)
         assert "Traceback" not in result.output
+
+
+def test_a_missing_input_is_refused_before_the_heavy_imports(tmp_path):
+    """`scaling fit` and `scaling predict` check their file before importing pandas and scipy:
+    a typo answers at once (checked by what was imported, not by a clock)."""
+    code = (
+        "import sys\n"
+        "from scaling.cli import app\n"
+        "for args in (['fit', 'missing.csv'], ['predict', '--fit', 'missing.json']):\n"
+        "    try:\n"
+        "        app(args)\n"
+        "    except SystemExit as exit:\n"
+        "        assert exit.code == 2, exit.code\n"
+        "heavy = [m for m in ('pandas', 'scipy', 'torch') if m in sys.modules]\n"
+        "assert not heavy, heavy\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr
+    assert "missing.csv: no such file" in done.stderr
+    assert "missing.json: no such fit file" in done.stderr

@@ -168,6 +168,10 @@ def fit(
 
     Example: scaling fit points.csv --law parametric --bootstrap 200 --out fits/chinchilla.json
     """
+    if not source.exists():  # before the heavy imports: a typo answers at once
+        raise fail(f"{source}: no such file or directory")
+    if base is not None and not base.is_file():
+        raise fail(f"--base {base}: no such fit file")
     from scaling.fitting.api import LAW_NAMES, fit_laws, load_source
     from scaling.fitting.points import prepare_points
 
@@ -306,6 +310,9 @@ def predict(
 
     Example: scaling predict RUNS --compute 1e21
     """
+    given = fit_file or source
+    if given is not None and not given.exists():  # before the heavy imports
+        raise fail(f"{given}: no such fit file or runs directory")
     from scaling.fitting.api import predict_from
 
     covariates = {"unique_tokens": unique_tokens, "n_experts": experts}
