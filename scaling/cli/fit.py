@@ -130,7 +130,8 @@ def fit(
         ),
     ] = None,
     optimum: Annotated[
-        str, typer.Option(help="IsoFLOP optimum: parabola or parametric.")
+        str,
+        typer.Option(help="IsoFLOP optimum: parabola, parametric or bootstrap (Porian et al.)."),
     ] = "parabola",
     method: Annotated[
         str, typer.Option(help="Hparams optimum: near-optimal or parabola.")

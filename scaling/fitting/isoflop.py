@@ -51,13 +51,18 @@ class AllocationLaw(Law):
         return frame
 
 
+OPTIMA = ("parabola", "parametric", "bootstrap")
+
+
 class IsoFLOPLaw(AllocationLaw):
     """Approach 2. Per budget, a parabola of loss in log N (and in log D); its vertex is the
     optimum. A budget with fewer than 3 sizes, no minimum, or a vertex outside its sampled
     range is left out with the reason. Settings: ``optimum="parametric"`` takes each kept
     budget's optimum from an Approach 3 fit instead (no parabola bias under asymmetric
-    sampling); ``flops_per_param_token`` (None: the points' own) converts a vertex in N to
-    tokens where the profile in D has no vertex."""
+    sampling); ``optimum="bootstrap"`` estimates it as Porian et al. (2024) do: the median
+    vertex over resamples of the budget's points, its spread weighting the power-law fit, and
+    budgets whose minimum lies at the edge kept; ``flops_per_param_token`` (None: the points'
+    own) converts a vertex in N to tokens where the profile in D has no vertex."""
 
     law = "isoflop"
     defaults: ClassVar[dict[str, Any]] = {"optimum": "parabola", "flops_per_param_token": None}
@@ -65,8 +70,8 @@ class IsoFLOPLaw(AllocationLaw):
     def _fit(self, points):
         frame = points.frame
         optimum = self.settings["optimum"]
-        if optimum not in ("parabola", "parametric"):
-            raise FitError("must be 'parabola' or 'parametric'", param="optimum", value=optimum)
+        if optimum not in OPTIMA:
+            raise FitError(f"must be one of {', '.join(OPTIMA)}", param="optimum", value=optimum)
         if self.settings["flops_per_param_token"] is None:
             self.settings["flops_per_param_token"] = points.flops_per_param_token
         n_budgets = frame["budget"].nunique()
@@ -158,10 +163,46 @@ class EnvelopeLaw(AllocationLaw):
 
 
 def _fit_allocation(optima: pd.DataFrame) -> dict[str, float]:
-    k_N, a = fit_power_law(optima["budget"], optima["params"])
-    k_D, b = fit_power_law(optima["budget"], optima["tokens"])
-    k_L, c = fit_power_law(optima["budget"], optima["loss"])
+    """The power laws through the optima; weighted by 1/spread where the optima carry one."""
+    sigma = optima["log_spread"].to_numpy(float) if "log_spread" in optima else None
+    k_N, a = fit_power_law(optima["budget"], optima["params"], sigma)
+    k_D, b = fit_power_law(optima["budget"], optima["tokens"], sigma)
+    k_L, c = fit_power_law(optima["budget"], optima["loss"], sigma)
     return {"k_N": k_N, "a": a, "k_D": k_D, "b": b, "k_L": k_L, "c": c}
+
+
+BUDGET_RESAMPLES = 200  # optimum="bootstrap": resamples of each budget's points
+
+
+def _bootstrap_vertex(x: np.ndarray, loss: np.ndarray, seed: int) -> dict[str, Any] | None:
+    """Porian et al.'s optimum of one budget: the median vertex of parabolas fitted to
+    resamples of its points, and the spread (in log N) of those vertices. A vertex may lie
+    beyond the sampled sizes by up to half their log-range (a budget whose minimum sits at an
+    edge is kept, as they keep it); a resample without a minimum there is passed over."""
+    rng = np.random.default_rng(seed)
+    low, high = x.min(), x.max()
+    margin = (high - low) / 2
+    vertices, minima = [], []
+    for _ in range(BUDGET_RESAMPLES):
+        take = rng.integers(0, len(x), len(x))
+        if len(np.unique(x[take])) < 3:
+            continue
+        c2, c1, c0 = np.polyfit(x[take], loss[take], 2)
+        if c2 <= 0:
+            continue
+        vertex = -c1 / (2 * c2)
+        if low - margin <= vertex <= high + margin:
+            vertices.append(vertex)
+            minima.append(c0 - c1 * c1 / (4 * c2))
+    if len(vertices) < BUDGET_RESAMPLES / 2:
+        return None
+    vertices = np.array(vertices)
+    return {
+        "vertex": float(np.median(vertices)),
+        "loss": float(np.median(minima)),
+        # robust spread of the vertex; a floor keeps one tight budget from taking all weight
+        "log_spread": float(max(np.subtract(*np.percentile(vertices, [75, 25])) / 1.349, 1e-3)),
+    }
 
 
 def _vertex(x: np.ndarray, loss: np.ndarray) -> tuple[float | None, float | None, str]:
@@ -194,6 +235,18 @@ def isoflop_optima(
         }
         x = np.log(group["params"].to_numpy())
         vertex, loss, reason = _vertex(x, group["loss"].to_numpy())
+        if optimum == "bootstrap":
+            found = (
+                _bootstrap_vertex(x, group["loss"].to_numpy(), seed=int(np.log10(budget) * 1000))
+                if len(np.unique(x)) >= 3
+                else None
+            )
+            if found is None:
+                reason = reason or "fewer than half the resamples have a minimum near the sizes"
+                vertex = None
+            else:
+                vertex, loss, reason = found["vertex"], found["loss"], ""
+                row["log_spread"] = found["log_spread"]
         if len(np.unique(x)) >= 3:  # what the profile figure draws: loss = c2·x² + c1·x + c0
             row["parabola"] = [float(c) for c in np.polyfit(x, group["loss"].to_numpy(), 2)]
             row["log_params_range"] = [float(x.min()), float(x.max())]
@@ -202,6 +255,9 @@ def isoflop_optima(
         elif optimum == "parametric":
             best = parametric.optimum(budget)
             row.update(used=True, params=best["params"], tokens=best["tokens"], loss=best["loss"])
+        elif optimum == "bootstrap":
+            params = float(np.exp(vertex))
+            row.update(used=True, params=params, tokens=float(budget / (k * params)), loss=loss)
         else:
             y = np.log(group["tokens"].to_numpy())
             d_vertex, _, _ = _vertex(y, group["loss"].to_numpy())

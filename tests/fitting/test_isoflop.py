@@ -104,3 +104,23 @@ def test_no_intervals_when_most_resamples_cannot_be_fitted(tmp_path):
     assert "intervals" not in law.predict(compute=1e22)
     law.to_json(tmp_path / "law.json")
     assert Law.from_json(tmp_path / "law.json").details["bootstrap"] == law.details["bootstrap"]
+
+
+def test_porian_optima_keep_edge_budgets_and_weigh_them_by_their_spread():
+    true_a = 0.28 / 0.62
+    # minima just past the largest sampled size: the parabola keeps 2 of 7 budgets
+    edge = isoflop_points(noise=0.002, skew=1.3, spread=1.2, per_budget=7)
+    parabola = fit_isoflop(edge)
+    porian = fit_isoflop(edge, optimum="bootstrap")
+    assert sum(row["used"] for row in parabola.details["budgets"]) == 2
+    assert sum(row["used"] for row in porian.details["budgets"]) == 7
+    assert porian.params["a"] == pytest.approx(true_a, abs=0.02)
+    assert all(row["log_spread"] > 0 for row in porian.details["budgets"])
+    # on noisy, centred profiles both land near the truth
+    for seed in range(3):
+        noisy = isoflop_points(noise=0.01, seed=seed, per_budget=7)
+        assert fit_isoflop(noisy, optimum="bootstrap").params["a"] == pytest.approx(
+            true_a, abs=0.04
+        )
+    with pytest.raises(FitError, match="optimum='magic': must be one of parabola"):
+        fit_isoflop(edge, optimum="magic")
