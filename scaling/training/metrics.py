@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import resource
 import sys
 from typing import Any
@@ -60,54 +61,64 @@ class MetricsLog:
 
 
 class Trackers:
-    """TensorBoard and/or Weights & Biases, fed the same values as metrics.jsonl."""
+    """TensorBoard and/or Weights & Biases through Accelerate's tracker API (``log_with`` on the
+    Accelerator, ``init_trackers``, ``log``, ``end_training``), fed the values metrics.jsonl
+    gets; the file stays the source of truth. TensorBoard writes under RUN/tensorboard/scaling,
+    W&B under RUN/wandb (offline with ``WANDB_MODE=offline``); a resumed run continues its W&B
+    run (its id is in the checkpoint)."""
 
     def __init__(
         self,
+        accelerator,
         names,
         run: RunDir,
         run_id: str | None,
         config: dict,
-        enabled: bool,
         wandb_id: str | None = None,
     ):
-        self.writers: list[Any] = []
-        self.wandb_id = wandb_id
-        if not enabled:
+        self.accelerator, self.names, self.wandb_id = accelerator, tuple(names), wandb_id
+        if not self.names:
             return
-        for name in names:
-            try:
-                if name == "tensorboard":
-                    from torch.utils.tensorboard import SummaryWriter
-
-                    self.writers.append(SummaryWriter(log_dir=str(run.tensorboard)))
-                else:
-                    import wandb
-
-                    run = wandb.init(
-                        project="scaling",
-                        name=run_id,
-                        id=wandb_id,
-                        resume="allow",
-                        config=config,
-                        dir=str(run.path),
-                    )
-                    self.wandb_id = run.id
-                    self.writers.append(run)
-            except ImportError:
+        for name, module in (("tensorboard", "tensorboard"), ("wandb", "wandb")):
+            if name in self.names and importlib.util.find_spec(module) is None:
                 raise ConfigError(
                     f"train.trackers: {name} is not installed (pip install 'scaling[trackers]')"
-                ) from None
+                )
+        init_kwargs = {}
+        if "wandb" in self.names:
+            init_kwargs["wandb"] = {
+                "name": run_id,
+                "id": wandb_id,
+                "resume": "allow",
+                "dir": str(run.path),
+            }
+        accelerator.init_trackers("scaling", config=_flat(config), init_kwargs=init_kwargs)
+        if "wandb" in self.names and accelerator.is_main_process:
+            self.wandb_id = accelerator.get_tracker("wandb", unwrap=True).id
 
     def log(self, record: dict[str, Any]) -> None:
-        values = {k: v for k, v in record.items() if isinstance(v, int | float) and k != "step"}
-        for writer in self.writers:
-            if hasattr(writer, "add_scalar"):
-                for key, value in values.items():
-                    writer.add_scalar(key, value, record["step"])
-            else:
-                writer.log(values, step=record["step"])
+        if self.names:
+            values = {
+                k: v
+                for k, v in record.items()
+                if isinstance(v, int | float) and not isinstance(v, bool) and k != "step"
+            }
+            self.accelerator.log(values, step=record["step"])
 
     def close(self) -> None:
-        for writer in self.writers:
-            (writer.close if hasattr(writer, "close") else writer.finish)()
+        if self.names:
+            self.accelerator.end_training()
+
+
+def _flat(config: dict, prefix: str = "") -> dict[str, Any]:
+    """A nested config as one level of scalars (what TensorBoard's hparams accept)."""
+    out: dict[str, Any] = {}
+    for key, value in config.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            out.update(_flat(value, f"{name}."))
+        elif isinstance(value, bool | int | float | str):
+            out[name] = value
+        else:
+            out[name] = str(value)
+    return out

@@ -14,6 +14,7 @@ import contextlib
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 import torch.distributed as dist
@@ -51,7 +52,9 @@ class Runtime:
         return tensor
 
 
-def setup(cfg: TrainConfig) -> Runtime:
+def setup(cfg: TrainConfig, logging_dir: Path | None = None) -> Runtime:
+    """The processes, devices and parallelism of a run; ``logging_dir``: where the trackers
+    of ``cfg.trackers`` (TensorBoard, W&B) write."""
     from accelerate import Accelerator
     from accelerate.utils import DistributedType
 
@@ -67,7 +70,13 @@ def setup(cfg: TrainConfig) -> Runtime:
     plugin = fsdp2_plugin(cfg) if mode == "fsdp" else None
     # Precision is ours (``autocast`` below, or the FSDP2 policy), not Accelerate's: its state
     # is a per-process singleton that cannot change between runs of one process.
-    accelerator = Accelerator(cpu=not cuda, fsdp_plugin=plugin)
+    trackers = list(cfg.trackers)  # Accelerate's tracker API: log_with, init_trackers, log
+    accelerator = Accelerator(
+        cpu=not cuda,
+        fsdp_plugin=plugin,
+        log_with=trackers or None,
+        project_dir=str(logging_dir) if trackers and logging_dir is not None else None,
+    )
     if plugin is not None and accelerator.distributed_type != DistributedType.FSDP:
         accelerator.state.distributed_type = DistributedType.FSDP  # dropped on CPU; see above
         accelerator.state.fsdp_plugin = plugin

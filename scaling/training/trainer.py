@@ -114,11 +114,11 @@ class Trainer:
         self.resumed_from = self.state["step"] if found is not None else None
         self.metrics = MetricsLog(run, self.resumed_from, runtime.is_main)
         self.trackers = Trackers(
+            runtime.accelerator,
             train.trackers,
             run,
             config.run_id,
-            config.model_dump(),
-            runtime.is_main,
+            config.model_dump(mode="json"),
             self.state["wandb_id"],
         )
         self.stop_signal: int | None = None
@@ -217,8 +217,7 @@ class Trainer:
             **values,
         }
         self.metrics.write(line)
-        if self.rt.is_main:
-            self.trackers.log(line)
+        self.trackers.log(line)  # Accelerate logs on the main process only
 
     def run_branch(self, start: int, end: int) -> None:
         """A WSD cooldown from the stable phase at ``start`` to ``end``; its eval is a point of
@@ -308,7 +307,7 @@ def train(config: RunConfig, run_dir: str | Path, progress: bool = True) -> dict
     if finished is not None:
         return finished
     run.path.mkdir(parents=True, exist_ok=True)
-    runtime = setup(config.train)
+    runtime = setup(config.train, logging_dir=run.tensorboard)
     trainer, previous = None, {}
     result: dict[str, Any] = {"run_id": config.run_id}
     try:
