@@ -104,4 +104,4 @@ JsonOption = Annotated[bool, typer.Option("--json", help="One JSON object on std
 
 
 # The commands register themselves on ``app`` when their modules are imported.
-from scaling.cli import count, data, demo, fit, launch, plan, plot, train  # noqa: E402, F401
+from scaling.cli import count, data, demo, export, fit, launch, plan, plot, train  # noqa: E402, F401

@@ -1,0 +1,99 @@
+"""A trained model in the format Hugging Face transformers loads without custom code.
+
+Our dense transformer with RoPE (rotate-half layout), SwiGLU, RMSNorm and no biases is
+exactly transformers' Llama: the fused q/k/v projection is split into q_proj, k_proj and
+v_proj, the rest is renamed. Other architectures (LayerNorm, GELU, learned or sinusoidal
+positions, QK-norm, biases, Mixture-of-Experts) have no exact equivalent there and are refused
+with the reason: a near equivalent would load and silently compute something else.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+
+from scaling.config import ConfigError, ModelConfig
+from scaling.model.transformer import Transformer
+
+
+def llama_mismatch(cfg: ModelConfig) -> str | None:
+    """Why ``cfg`` is not a Llama, or None when it is one."""
+    wanted = {
+        "position": "rope",
+        "activation": "swiglu",
+        "norm": "rmsnorm",
+        "bias": False,
+        "qk_norm": False,
+        "n_experts": 0,
+    }
+    for key, value in wanted.items():
+        if getattr(cfg, key) != value:
+            return f"model.{key} = {getattr(cfg, key)!r} (a Llama has {value!r})"
+    return None
+
+
+def llama_config(cfg: ModelConfig) -> dict:
+    return {
+        "architectures": ["LlamaForCausalLM"],
+        "model_type": "llama",
+        "vocab_size": cfg.vocab_size,
+        "hidden_size": cfg.d_model,
+        "intermediate_size": cfg.ff_dim,
+        "num_hidden_layers": cfg.n_layers,
+        "num_attention_heads": cfg.n_heads,
+        "num_key_value_heads": cfg.kv_heads,
+        "head_dim": cfg.head_dim,
+        "max_position_embeddings": cfg.max_seq_len,
+        "rms_norm_eps": cfg.norm_eps,
+        "rope_theta": cfg.rope_theta,
+        "hidden_act": "silu",
+        "attention_bias": False,
+        "mlp_bias": False,
+        "tie_word_embeddings": cfg.tie_embeddings,
+        "torch_dtype": "float32",
+    }
+
+
+def llama_state_dict(model: Transformer) -> dict[str, torch.Tensor]:
+    cfg = model.cfg
+    q, kv = cfg.n_heads * cfg.head_dim, cfg.kv_heads * cfg.head_dim
+    out = {
+        "model.embed_tokens.weight": model.tok_emb.weight,
+        "model.norm.weight": model.norm.weight,
+    }
+    if not cfg.tie_embeddings:
+        out["lm_head.weight"] = model.lm_head.weight
+    for i, block in enumerate(model.blocks):
+        prefix = f"model.layers.{i}."
+        wq, wk, wv = block.attn.qkv.weight.split([q, kv, kv], dim=0)
+        out.update(
+            {
+                prefix + "input_layernorm.weight": block.attn_norm.weight,
+                prefix + "self_attn.q_proj.weight": wq,
+                prefix + "self_attn.k_proj.weight": wk,
+                prefix + "self_attn.v_proj.weight": wv,
+                prefix + "self_attn.o_proj.weight": block.attn.out.weight,
+                prefix + "post_attention_layernorm.weight": block.ffn_norm.weight,
+                prefix + "mlp.gate_proj.weight": block.ffn.w_gate.weight,
+                prefix + "mlp.up_proj.weight": block.ffn.w_up.weight,
+                prefix + "mlp.down_proj.weight": block.ffn.w_down.weight,
+            }
+        )
+    return {name: tensor.detach().contiguous().clone() for name, tensor in out.items()}
+
+
+def export_hf(model: Transformer, directory: str | Path) -> Path:
+    """Write ``config.json`` and ``model.safetensors`` that ``AutoModelForCausalLM`` loads.
+    Raises ConfigError naming the field when the architecture has no exact equivalent."""
+    from safetensors.torch import save_file
+
+    reason = llama_mismatch(model.cfg)
+    if reason is not None:
+        raise ConfigError(f"no transformers architecture computes this model exactly: {reason}")
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    save_file(llama_state_dict(model), str(directory / "model.safetensors"), {"format": "pt"})
+    (directory / "config.json").write_text(json.dumps(llama_config(model.cfg), indent=2) + "\n")
+    return directory
