@@ -8,7 +8,6 @@ data at once build it once, and a half-written entry (a killed process) is never
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import json
 import math
@@ -16,8 +15,6 @@ import os
 import platform
 import shutil
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -81,14 +78,11 @@ def _tokenizer_key(cfg: DataConfig) -> dict:
     return {"kind": "file", "hash": load_tokenizer_file(cfg.tokenizer).hash}
 
 
-@contextmanager
-def _exclusive_lock(path: Path) -> Iterator[None]:
-    with path.open("a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+def _exclusive_lock(path: Path):
+    """One preparer of a cache entry at a time, across processes (the filelock library)."""
+    from filelock import FileLock
+
+    return FileLock(str(path))
 
 
 def _cache_key(cfg: DataConfig, fingerprint: str) -> str:
