@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 from pathlib import Path
 from typing import Annotated
 
@@ -34,6 +35,11 @@ def train(
     checkpoint was written: run the same command again to resume).
     Many processes: torchrun --nproc_per_node N -m scaling train CONFIG
     """
+    # Signals from here on are recorded, not raised: a KeyboardInterrupt inside the imports
+    # below (numpy, accelerate) once left numpy half-imported and ended in a RecursionError.
+    signals: list[int] = []
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda signum, frame: signals.append(signum))
     import torch
 
     torch.set_flush_denormal(True)  # before torch starts its worker threads
@@ -45,7 +51,11 @@ def train(
     try:
         with errors():
             run_config = load_run_config(config)
-            result = train_run(run_config, out or config.parent, progress=progress)
+            if signals:
+                raise KeyboardInterrupt
+            result = train_run(
+                run_config, out or config.parent, progress=progress, stop_signals=signals
+            )
     except Interrupted as err:
         typer.echo(f"interrupted: {err}; run the same command again to resume", err=True)
         raise typer.Exit(code=130) from None

@@ -121,7 +121,7 @@ class Trainer:
             config.model_dump(mode="json"),
             self.state["wandb_id"],
         )
-        self.stop_signal: int | None = None
+        self.stop_signals: list[int] = []  # SIGINT/SIGTERM received: checkpoint and stop
 
     # -- one optimizer step ------------------------------------------------------------------
     def train_step(self, lr: float) -> dict[str, float]:
@@ -275,9 +275,11 @@ class Trainer:
                     window_start, window_tokens = time.perf_counter(), 0
                 if done_steps % train.checkpoint_interval == 0 and not last:
                     self.save()
-                if self.stop_signal is not None:
+                if self.stop_signals:
                     self.save()
-                    raise Interrupted(f"stopped by signal {self.stop_signal} at step {done_steps}")
+                    raise Interrupted(
+                        f"stopped by signal {self.stop_signals[0]} at step {done_steps}"
+                    )
         return values
 
     def throughput(self, tokens: int, seconds: float) -> dict[str, float]:
@@ -296,30 +298,42 @@ class Trainer:
         return out
 
 
-def train(config: RunConfig, run_dir: str | Path, progress: bool = True) -> dict[str, Any]:
+def train(
+    config: RunConfig,
+    run_dir: str | Path,
+    progress: bool = True,
+    stop_signals: list[int] | None = None,
+) -> dict[str, Any]:
     """Train ``config`` in ``run_dir``, resuming from its checkpoint if there is one; write
     result.json (done, diverged or failed) and return it. A run whose result.json says done
     for the same config is not trained again. Raises ``Interrupted`` after writing a
-    checkpoint when SIGINT or SIGTERM arrives."""
+    checkpoint when SIGINT or SIGTERM arrives, also while the run is being set up (a signal
+    that interrupted the imports of setup left numpy half-imported once: a RecursionError).
+    ``stop_signals``: a list the caller's own handler already records signals in."""
     torch.set_flush_denormal(True)
     run = RunDir(Path(run_dir))
     finished = _finished_result(config, run)
     if finished is not None:
         return finished
     run.path.mkdir(parents=True, exist_ok=True)
-    runtime = setup(config.train, logging_dir=run.tensorboard)
-    trainer, previous = None, {}
+    signals = stop_signals if stop_signals is not None else []
+    previous = {
+        sig: signal.signal(sig, lambda signum, frame: signals.append(signum))
+        for sig in (signal.SIGINT, signal.SIGTERM)
+    }
+    try:
+        runtime = setup(config.train, logging_dir=run.tensorboard)
+    except BaseException:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        raise
+    trainer = None
     result: dict[str, Any] = {"run_id": config.run_id}
     try:
         if runtime.is_main:
             run.write_config(config)
         trainer = Trainer(config, run, runtime, progress)
-
-        def request_stop(signum, frame):
-            trainer.stop_signal = signum
-
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            previous[sig] = signal.signal(sig, request_stop)
+        trainer.stop_signals = signals
         try:
             last = trainer.run()
             export_weights(trainer, run)

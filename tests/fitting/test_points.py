@@ -55,9 +55,9 @@ def test_exclusions_are_recorded():
 @pytest.mark.parametrize(
     "bad, message",
     [
-        (dict(loss=[3.0, float("nan")]), r"'loss' has NaN or non-positive values in rows \[1\]"),
+        (dict(loss=[3.0, float("nan")]), r"'loss' has NaN or non-positive values in rows \[2\]"),
         (dict(params=[1e8, -1.0]), r"'params' has NaN or non-positive"),
-        (dict(tokens=[0.0, 1e9]), r"'tokens' has NaN or non-positive values in rows \[0\]"),
+        (dict(tokens=[0.0, 1e9]), r"'tokens' has NaN or non-positive values in rows \[1\]"),
     ],
 )
 def test_nan_and_non_positive_values(bad, message):
