@@ -79,11 +79,6 @@ class Trackers:
         self.accelerator, self.names, self.wandb_id = accelerator, tuple(names), wandb_id
         if not self.names:
             return
-        for name, module in (("tensorboard", "tensorboard"), ("wandb", "wandb")):
-            if name in self.names and importlib.util.find_spec(module) is None:
-                raise ConfigError(
-                    f"train.trackers: {name} is not installed (pip install 'scaling[trackers]')"
-                )
         init_kwargs = {}
         if "wandb" in self.names:
             init_kwargs["wandb"] = {
@@ -108,6 +103,16 @@ class Trackers:
     def close(self) -> None:
         if self.names:
             self.accelerator.end_training()
+
+
+def check_trackers(names) -> None:
+    """Each tracker named is installed: checked before the Accelerator is made (Accelerate
+    caches what it finds, and would only warn)."""
+    for name in names:
+        if importlib.util.find_spec(name) is None:
+            raise ConfigError(
+                f"train.trackers: {name} is not installed (pip install 'scaling[trackers]')"
+            )
 
 
 def _flat(config: dict, prefix: str = "") -> dict[str, Any]:

@@ -24,7 +24,13 @@ from scaling.data import ValidationWindows, WindowSampler, prepare_data
 from scaling.model import Transformer, save_pretrained
 from scaling.rundir import RunDir
 from scaling.training import checkpoint
-from scaling.training.metrics import MetricsLog, Trackers, device_peak_flops, peak_memory_bytes
+from scaling.training.metrics import (
+    MetricsLog,
+    Trackers,
+    check_trackers,
+    device_peak_flops,
+    peak_memory_bytes,
+)
 from scaling.training.parallel import (
     Runtime,
     autocast,
@@ -315,6 +321,7 @@ def train(
     finished = _finished_result(config, run)
     if finished is not None:
         return finished
+    check_trackers(config.train.trackers)
     run.path.mkdir(parents=True, exist_ok=True)
     signals = stop_signals if stop_signals is not None else []
     previous = {

@@ -226,6 +226,13 @@ def test_bf16_autocast_on_cpu(tmp_path):
 
 
 def test_missing_tracker_package_is_a_clear_error(tmp_path, monkeypatch):
-    monkeypatch.setitem(sys.modules, "torch.utils.tensorboard", None)
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util,
+        "find_spec",
+        lambda name, *a: None if name == "tensorboard" else real(name, *a),
+    )
     with pytest.raises(ConfigError, match=r"tensorboard is not installed.*scaling\[trackers\]"):
         train(tiny_run(trackers=("tensorboard",)), tmp_path, progress=False)
