@@ -179,14 +179,11 @@ class RunDir:
         checkpoint covers, written anew atomically), so a resumed run's file reads as if it had
         never stopped. A run that starts over (no checkpoint) keeps the lines an earlier start
         logged as metrics.jsonl.restarted: nothing it wrote is truncated silently."""
-        kept = []
-        if resume_step is None and self.read_metrics_prefix():
+        logged = self.read_metrics_prefix()
+        if resume_step is None and logged:
             self.metrics_path.replace(self.metrics_path.with_name("metrics.jsonl.restarted"))
-        if resume_step is not None:
-            for record in self.read_metrics_prefix():
-                if record.get("step", 0) > resume_step:
-                    break
-                kept.append(json.dumps(record))
+        covered = [r for r in logged if resume_step is not None and r.get("step", 0) <= resume_step]
+        kept = [json.dumps(record) for record in covered]
         write_atomic(self.metrics_path, "".join(f"{line}\n" for line in kept))
 
     def read_metrics_prefix(self) -> list[dict[str, Any]]:

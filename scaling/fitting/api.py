@@ -132,12 +132,14 @@ def fit_laws(
         law_class(name)
     if len(names) == 1:
         cls = law_class(names[0])
-        for option in sorted(set(explicit) - {*COMMON_SETTINGS, *cls.defaults}):
+        settings = {*COMMON_SETTINGS, *cls.defaults}
+        foreign = sorted(set(explicit) - settings)
+        if foreign:
             raise FitError(
                 f"the {names[0]} law has no such setting; its settings: "
-                + ", ".join(sorted({*COMMON_SETTINGS, *cls.defaults})),
-                param=option,
-                value=options.get(option),
+                + ", ".join(sorted(settings)),
+                param=foreign[0],
+                value=options.get(foreign[0]),
             )
     outcomes, skipped = [], []
     largest = float(points.frame["budget"].max()) if len(points) else float("nan")

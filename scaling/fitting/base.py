@@ -52,7 +52,6 @@ def blas_threads():
     return threadpool_limits(limits=FIT_BLAS_THREADS, user_api="blas")
 
 
-QUESTIONS = ("loss", "optimum", "hyperparameters")
 BOOTSTRAP_UNITS = ("points", "runs", "budgets")
 
 
@@ -189,13 +188,14 @@ class Law:
         return self
 
     def _fit(self, points) -> tuple[dict[str, float], float | None, dict[str, Any]]:
-        """(params, objective, details) on ``points``; raise FitError when impossible."""
-        raise NotImplementedError
+        """(params, objective, details) on ``points``; raise FitError when impossible. Every
+        law implements it (the envelope law, fitted on curves, overrides ``fit`` itself)."""
+        raise NotImplementedError(f"{type(self).__name__} defines no _fit")
 
     def _refit(self, frame, params: dict[str, float]) -> dict[str, float] | None:
         """Parameters on one bootstrap resample (warm-started from ``params``); None when
-        that resample admits no fit."""
-        raise NotImplementedError
+        that resample admits no fit. Every law that ``fit`` bootstraps implements it."""
+        raise NotImplementedError(f"{type(self).__name__} defines no _refit")
 
     def _bootstrap_frame(self, points):
         return points.frame
