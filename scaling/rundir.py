@@ -9,6 +9,7 @@ RUNS/runs/<run_id>/             one run (``RunDir``)
     result.json                 done | failed | diverged, written once at the end
     checkpoint/                 the latest complete checkpoint (training.checkpoint)
     claim.json                  who trains it now; the heartbeat is its mtime (launching)
+    slurm_job.json              its Slurm job: id, and "cancelled" after a scancel (launching)
     train.log, export/          the child's output; the final weights
 RUNS/fits/<law>.json            fit files (fitting.base owns their format)
 RUNS/figures/                   plots
@@ -74,6 +75,10 @@ class RunDir:
         return self.path / "claim.json"
 
     @property
+    def slurm_job_path(self) -> Path:
+        return self.path / "slurm_job.json"
+
+    @property
     def log_path(self) -> Path:
         return self.path / "train.log"
 
@@ -130,6 +135,27 @@ class RunDir:
         target = self.result_path.with_name(f"result.{label}.json")
         self.result_path.rename(target)
         return target
+
+    # -- slurm_job.json ------------------------------------------------------------------------
+    def read_slurm_job(self) -> dict[str, Any] | None:
+        """The Slurm job that last took this run (``job_id``, ``state``: submitted or
+        cancelled), or None when Slurm never had it. Corrupt: ConfigError naming the file."""
+        path = self.slurm_job_path
+        try:
+            record = json.loads(path.read_text())
+        except FileNotFoundError:
+            return None
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+            raise ConfigError(f"{path}: cannot read ({err}); delete it to submit again") from None
+        if not isinstance(record, dict) or not isinstance(record.get("job_id"), str):
+            raise ConfigError(f"{path}: needs a string job_id; delete it to submit again")
+        return record
+
+    def write_slurm_job(self, job_id: str, state: str) -> None:
+        write_json_atomic(self.slurm_job_path, {"job_id": job_id, "state": state})
+
+    def forget_slurm_job(self) -> None:
+        self.slurm_job_path.unlink(missing_ok=True)
 
     # -- metrics.jsonl -------------------------------------------------------------------------
     def read_metrics(self) -> list[dict[str, Any]]:

@@ -169,7 +169,8 @@ def status(
     as_json: JsonOption = False,
 ) -> None:
     """Where the grid stands: per run its state, tokens, loss, wall time; per budget the
-    counts of done, running, pending, stale, failed and diverged runs."""
+    counts of pending, queued (waiting in Slurm), running, stale, cancelled (by scancel),
+    done, failed and diverged runs."""
     from scaling.launching.status import render, status_frame
 
     with errors():

@@ -37,8 +37,10 @@ def train(
     """
     # Signals from here on are recorded, not raised: a KeyboardInterrupt inside the imports
     # below (numpy, accelerate) once left numpy half-imported and ended in a RecursionError.
+    from scaling.training import STOP_SIGNALS  # light: no torch
+
     signals: list[int] = []
-    for sig in (signal.SIGINT, signal.SIGTERM):
+    for sig in STOP_SIGNALS:
         signal.signal(sig, lambda signum, frame: signals.append(signum))
     import torch
 

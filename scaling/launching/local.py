@@ -145,9 +145,12 @@ class LocalExecutor:
             attempt = self.options.attempts.get(run_id, 0) + 1
             run.set_result_aside(f"{status}-{attempt}")
             self.options.attempts[run_id] = attempt
-        elif status not in ("pending", "stale"):
+        elif status not in state.LAUNCHABLE:
             return False
-        return state.try_claim(run, self.options.stale_after)
+        if not state.try_claim(run, self.options.stale_after):
+            return False
+        run.forget_slurm_job()  # trained here now: an old Slurm record would mislabel it
+        return True
 
     def _finish(self, run_id: str) -> None:
         """Record the run's final state; queue it again when it may be retried."""

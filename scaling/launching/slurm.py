@@ -4,7 +4,12 @@ Each array task claims its run like the local executor (so a run never trains tw
 beside a local launcher), keeps the claim fresh, and trains under ``accelerate launch`` (one
 process per GPU, across nodes when the run has several). On preemption or time-out submitit
 calls ``checkpoint``: the training processes get SIGTERM, write their checkpoint, and the task
-is requeued; the requeued task resumes from that checkpoint.
+is requeued; the requeued task resumes from that checkpoint. An outside ``scontrol requeue``
+works the same way (Slurm sends the SIGTERM itself); after a ``scancel`` the task records the
+run as cancelled (``slurm_job.json``), which ``scaling status`` shows.
+
+Every submitted run records its job id, so a launcher started again while jobs wait in the
+queue submits nothing twice (``slurm_queue``).
 
 Resources come from ``[launch.slurm]`` in the spec (RUNS/sweep.toml) and ``--slurm KEY=VALUE``:
 partition, account, time_min, nodes, gpus_per_node, cpus_per_task, mem_gb, array_parallelism,
@@ -14,9 +19,12 @@ and ``sbatch`` (a table of extra directives).
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
+import tempfile
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +33,7 @@ import submitit
 from scaling.config import ConfigError
 from scaling.launching import state
 from scaling.launching.local import LaunchOptions, select_runs
+from scaling.launching.slurm_queue import overlay_queue
 from scaling.rundir import RunsDir
 
 
@@ -77,6 +86,7 @@ class SlurmRun(submitit.helpers.Checkpointable):
     def __init__(self, runs: Path, run_id: str, stale_after: float):
         self.runs, self.run_id, self.stale_after = runs, run_id, stale_after
         self.process: subprocess.Popen | None = None
+        self.exited: threading.Event | None = None
 
     def _command(self) -> list[str]:
         config = str(RunsDir(self.runs).run(self.run_id).config_path)
@@ -119,23 +129,63 @@ class SlurmRun(submitit.helpers.Checkpointable):
                 self.process = subprocess.Popen(
                     self._command(), stdout=log, stderr=subprocess.STDOUT, env=dict(os.environ)
                 )
-                code = self.process.wait()
+                code = self._wait()
         finally:
             heartbeat.stop()
             if leader:
                 state.release(run)
-        if code == 130:
-            return "interrupted"
+        if code == 130:  # stopped by a signal, its checkpoint written
+            stopped_by = _stopped_by()
+            if leader and stopped_by == "cancelled":
+                run.write_slurm_job(submitit.JobEnvironment().job_id, "cancelled")
+            return stopped_by or "interrupted"
         return state.run_state(run, self.stale_after)
 
+    def _wait(self) -> int:
+        """The trainer's exit code. A thread waits on it: ``checkpoint`` runs as a signal
+        handler inside this wait, and Popen's own wait, re-entered there, deadlocks on its
+        lock."""
+        process, self.exited = self.process, threading.Event()
+        exited = self.exited
+        threading.Thread(target=lambda: (process.wait(), exited.set()), daemon=True).start()
+        while not exited.wait(1.0):
+            pass
+        return process.returncode
+
     def checkpoint(self, *args: Any, **kwargs: Any):
-        """Preemption or time-out: let training checkpoint, then requeue this task."""
-        if self.process is not None and self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            self.process.wait()
+        """Preemption or time-out (submitit's USR2): let training checkpoint (it got USR2
+        too, and stops on it; SIGTERM makes sure), then requeue this task."""
+        if self.process is not None and self.exited is not None and not self.exited.is_set():
+            os.kill(self.process.pid, signal.SIGTERM)
+            while not self.exited.wait(0.2):
+                pass
         return submitit.helpers.DelayedSubmission(
             SlurmRun(self.runs, self.run_id, self.stale_after)
         )
+
+
+def _stopped_by() -> str | None:
+    """Why Slurm sent this job SIGTERM: "requeued" when its restart count went up while it ran
+    (scontrol requeue, preemption with requeue), else "cancelled" (scancel, or a time limit
+    reached without requeue). None outside Slurm or when scontrol cannot say."""
+    job_id = os.environ.get("SLURM_JOB_ID")
+    if not job_id:
+        return None
+    try:
+        shown = subprocess.run(
+            ["scontrol", "show", "job", job_id],
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=30,
+        ).stdout
+    except (OSError, subprocess.SubprocessError):
+        return None
+    restarts = re.search(r"\bRestarts=(\d+)", shown)
+    if restarts is None:
+        return None
+    started_as = int(os.environ.get("SLURM_RESTART_COUNT") or 0)
+    return "requeued" if int(restarts.group(1)) > started_as else "cancelled"
 
 
 def _gpus_here() -> int:
@@ -154,47 +204,72 @@ def launch_slurm(
     overrides: dict[str, Any] | None = None,
     wait: bool = False,
 ) -> str:
-    """Submit the pending runs as a job array (or, with ``dry_run``, return the sbatch
-    script). ``cluster = "local"`` in the settings runs the tasks as local processes."""
+    """Submit the runs still to train (pending, stale, cancelled; not those whose job waits in
+    the queue) as one job array, or, with ``dry_run``, return the sbatch script it would
+    submit. ``cluster = "local"`` in the settings runs the tasks as local processes."""
     runs = runs.resolve()  # array tasks may start in another directory
     settings = slurm_settings(runs, overrides)
+    on_slurm = settings.get("cluster", "slurm") == "slurm"
     directory = RunsDir(runs)
-    pending = [
-        r
-        for r in select_runs(directory.read_plan(), options)
-        if state.run_state(directory.run(r), options.stale_after) in ("pending", "stale")
-    ]
-    params = _executor_parameters(settings, len(pending))
-    folder = directory.slurm_logs / "%j"
+    selected = select_runs(directory.read_plan(), options)
+    states = {r: state.run_state(directory.run(r), options.stale_after) for r in selected}
+    if on_slurm and not dry_run:
+        states = overlay_queue(directory, states)
+    to_submit = [r for r in selected if states[r] in state.LAUNCHABLE]
+    params = _executor_parameters(settings, len(to_submit))
+    tasks = [SlurmRun(runs, r, options.stale_after) for r in to_submit]
     if dry_run:
-        from submitit.slurm.slurm import _make_sbatch_string
-
-        flat = {k.removeprefix("slurm_"): v for k, v in params.items()}
-        flat["time"] = flat.pop("timeout_min")
-        flat["ntasks_per_node"] = flat.pop("tasks_per_node")
-        flat["additional_parameters"] = flat.pop("additional_parameters", None)
-        flat.pop("mem_gb", None)
-        if "mem_gb" in params:
-            flat["mem"] = f"{params['mem_gb']}GB"
-        script = _make_sbatch_string(
-            command=f"{sys.executable} -u -m submitit.core._submit {folder}",
-            folder=folder,
-            job_name=runs.name,
-            map_count=len(pending),
-            **flat,
-        )
-        return f"# {len(pending)} run(s) would be submitted as one array\n{script}"
-    if not pending:
-        return "nothing to submit: every selected run is done, running or failed"
-    executor = submitit.AutoExecutor(folder=folder, cluster=settings.get("cluster"))
+        if not tasks:
+            return "# nothing would be submitted: every selected run is done, queued or running"
+        script = _sbatch_script(directory.slurm_logs, runs.name, params, tasks)
+        return f"# {len(tasks)} run(s) would be submitted as one array\n{script}"
+    queued = sum(s == "queued" for s in states.values())
+    if not tasks:
+        waiting = f" ({queued} queued in Slurm)" if queued else ""
+        return f"nothing to submit: every selected run is done, queued, running or failed{waiting}"
+    executor = submitit.AutoExecutor(
+        folder=directory.slurm_logs / "%j", cluster=settings.get("cluster")
+    )
     executor.update_parameters(
         name=runs.name,
         **(params if executor.cluster == "slurm" else {"timeout_min": params["timeout_min"]}),
     )
     with executor.batch():
-        jobs = [executor.submit(SlurmRun(runs, r, options.stale_after)) for r in pending]
+        jobs = [executor.submit(task) for task in tasks]
+    if executor.cluster == "slurm":
+        for run_id, job in zip(to_submit, jobs, strict=True):
+            directory.run(run_id).write_slurm_job(job.job_id, "submitted")
     if wait:
         results = [job.result() for job in jobs]
-        return "\n".join(f"{r}: {s}" for r, s in zip(pending, results, strict=True))
+        return "\n".join(f"{r}: {s}" for r, s in zip(to_submit, results, strict=True))
     ids = ", ".join(job.job_id for job in jobs[:5])
-    return f"submitted {len(jobs)} run(s) as a job array ({ids}{', ...' if len(jobs) > 5 else ''})"
+    more = ", ..." if len(jobs) > 5 else ""
+    also = f"; {queued} already queued" if queued else ""
+    return f"submitted {len(jobs)} run(s) as a job array ({ids}{more}){also}"
+
+
+def _sbatch_script(folder: Path, name: str, params: dict[str, Any], tasks: list) -> str:
+    """The sbatch script submitit would submit, made by submitit itself: the submission goes
+    through its public API to a stand-in ``sbatch`` that keeps the script and submits nothing.
+    The tasks are pickled into a scratch folder, whose path is swapped for ``folder``."""
+    with tempfile.TemporaryDirectory() as scratch_name:
+        scratch = Path(scratch_name)
+        bin_dir = scratch / "bin"
+        bin_dir.mkdir()
+        stand_in = bin_dir / "sbatch"
+        stand_in.write_text(
+            f'#!/bin/sh\ncp "$1" "{scratch}/script.sh"\necho "Submitted batch job 0"\n'
+        )
+        stand_in.chmod(0o755)
+        path = os.environ.get("PATH", "")
+        os.environ["PATH"] = f"{bin_dir}{os.pathsep}{path}"
+        try:
+            executor = submitit.AutoExecutor(folder=scratch / "jobs" / "%j", cluster="slurm")
+            executor.update_parameters(name=name, **params)
+            with executor.batch():
+                for task in tasks:
+                    executor.submit(task)
+        finally:
+            os.environ["PATH"] = path
+        script = (scratch / "script.sh").read_text()
+    return script.replace(str(scratch / "jobs"), str(folder))

@@ -3,7 +3,11 @@
 A run is ``done``, ``failed`` or ``diverged`` when its result.json says so; ``running`` while a
 claim file exists whose heartbeat (the file's modification time, refreshed by its owner) is
 fresh; ``stale`` when that heartbeat is older than the timeout (its owner died: the claim may
-be taken over and the run resumes from its checkpoint); ``pending`` otherwise.
+be taken over and the run resumes from its checkpoint); ``cancelled`` when its Slurm job was
+cancelled (scancel) before it finished; ``pending`` otherwise. A pending run whose Slurm job
+still waits in the queue is ``queued`` (`slurm_queue.overlay_queue` asks Slurm; files cannot
+tell). Launching again takes pending, stale and cancelled runs; each resumes from its
+checkpoint.
 
 Claims are created with O_CREAT | O_EXCL, atomic on local file systems and on NFS v3+, so two
 launchers on one directory, on one machine or on two sharing a file system, never both win.
@@ -19,7 +23,8 @@ import time
 
 from scaling.rundir import RunDir
 
-STATES = ("pending", "running", "stale", "done", "failed", "diverged")
+STATES = ("pending", "queued", "running", "stale", "cancelled", "done", "failed", "diverged")
+LAUNCHABLE = ("pending", "stale", "cancelled")
 DEFAULT_STALE_AFTER = 120.0
 
 
@@ -32,10 +37,15 @@ def run_state(run: RunDir, stale_after: float = DEFAULT_STALE_AFTER) -> str:
     try:
         age = time.time() - claim.stat().st_mtime
     except FileNotFoundError:
-        return "pending"
+        return _without_claim(run)
     if age >= stale_after or _owner_gone(read_claim(run)):
         return "stale"
     return "running"
+
+
+def _without_claim(run: RunDir) -> str:
+    job = run.read_slurm_job()
+    return "cancelled" if job is not None and job.get("state") == "cancelled" else "pending"
 
 
 def _owner_gone(claim: dict) -> bool:

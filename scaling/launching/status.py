@@ -7,16 +7,19 @@ from pathlib import Path
 import pandas as pd
 
 from scaling.launching import state
+from scaling.launching.slurm_queue import overlay_queue
 from scaling.rundir import RunsDir
 
 
 def status_frame(runs: Path, stale_after: float = state.DEFAULT_STALE_AFTER) -> pd.DataFrame:
     directory = RunsDir(runs)
     plan = directory.read_plan()
+    states = {r: state.run_state(directory.run(r), stale_after) for r in plan["run_id"]}
+    states = overlay_queue(directory, states)  # asks Slurm only when it has some of the runs
     rows = []
     for planned in plan.itertuples():
         run = directory.run(planned.run_id)
-        status = state.run_state(run, stale_after)
+        status = states[planned.run_id]
         row = {
             "run_id": planned.run_id,
             "budget": planned.budget,
@@ -76,6 +79,8 @@ def render(frame: pd.DataFrame):
         "failed": "red",
         "diverged": "red",
         "stale": "yellow",
+        "cancelled": "yellow",
+        "queued": "blue",
         "pending": "white",
     }
     for row in frame.sort_values(["budget", "params"]).itertuples():

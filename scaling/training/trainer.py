@@ -23,7 +23,7 @@ from scaling.counting import flops_per_token
 from scaling.data import ValidationWindows, WindowSampler, prepare_data
 from scaling.model import Transformer, save_pretrained
 from scaling.rundir import RunDir
-from scaling.training import checkpoint
+from scaling.training import STOP_SIGNALS, checkpoint
 from scaling.training.metrics import (
     MetricsLog,
     Trackers,
@@ -45,7 +45,7 @@ EVAL_SEED = 0  # shared by every run of every sweep: eval losses compare across 
 
 
 class Interrupted(Exception):
-    """SIGINT or SIGTERM: a checkpoint was written; run again to resume."""
+    """A stop signal (``STOP_SIGNALS``): a checkpoint was written; run again to resume."""
 
 
 class Diverged(Exception):
@@ -313,7 +313,7 @@ def train(
     """Train ``config`` in ``run_dir``, resuming from its checkpoint if there is one; write
     result.json (done, diverged or failed) and return it. A run whose result.json says done
     for the same config is not trained again. Raises ``Interrupted`` after writing a
-    checkpoint when SIGINT or SIGTERM arrives, also while the run is being set up (a signal
+    checkpoint when one of ``STOP_SIGNALS`` arrives, also while the run is being set up (a signal
     that interrupted the imports of setup left numpy half-imported once: a RecursionError).
     ``stop_signals``: a list the caller's own handler already records signals in."""
     torch.set_flush_denormal(True)
@@ -326,7 +326,7 @@ def train(
     signals = stop_signals if stop_signals is not None else []
     previous = {
         sig: signal.signal(sig, lambda signum, frame: signals.append(signum))
-        for sig in (signal.SIGINT, signal.SIGTERM)
+        for sig in STOP_SIGNALS
     }
     try:
         runtime = setup(config.train, logging_dir=run.tensorboard)
