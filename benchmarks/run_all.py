@@ -38,6 +38,11 @@ BENCHMARKS = {
         "Wall time of `scaling demo`",
         [sys.executable, "-m", "scaling", "demo", "--no-progress"],
     ),
+    # half an hour on 2 cores: run it with --only demo_calibration
+    "demo_calibration": (
+        "The demo's holdout over seeds",
+        [sys.executable, "benchmarks/demo_calibration.py", "--seeds", "0", "1", "2", "3", "4"],
+    ),
 }
 HEADER = """# Benchmarks
 

@@ -16,11 +16,24 @@ from scaling.config import ConfigError, RunConfig
 
 BOOTSTRAP = 200
 HOLDOUT_FACTOR = 4.0  # the holdout budget over the largest fitted one
+LAWS = ("parametric", "kaplan", "isoflop")
+# Laws with a loss surface L(N, D), averaged for the holdout's prediction with weights from
+# their backtests (fitting.averaging). At the demo's scale the two forms bracket the holdout:
+# Chinchilla's additive form 4-5% pessimistic 4x out, Kaplan's about 3% optimistic.
+LOSS_LAWS = ("parametric", "kaplan")
 
 
-def demo_spec(tiny: bool, path: Path | None = None):
+def demo_spec(tiny: bool, path: Path | None = None, seed: int | None = None):
     """The demo's sweep: ``path`` or the packaged spec (sweeps/demo.toml); ``tiny`` shrinks
-    the packaged one to run in a minute."""
+    the packaged one to run in a minute; ``seed`` replaces the sweep's seed (every run's
+    initialisation and data order, so every run id)."""
+    spec = _demo_spec(tiny, path)
+    if seed is None:
+        return spec
+    return spec.model_copy(update={"sweep": spec.sweep.model_copy(update={"seed": seed})})
+
+
+def _demo_spec(tiny: bool, path: Path | None):
     import tomllib
 
     from scaling.planning.spec import SweepSpec, load_spec
@@ -93,6 +106,8 @@ def holdout_size(laws: dict[str, Any], points, budget: float) -> tuple[float, st
     frame = points.frame
     low, high = frame["params"].min() / 100, frame["params"].max() * 100
     for name, law in laws.items():
+        if "optimum" not in law.answers:
+            continue
         size = law.optimum(budget)["params"]
         if math.isfinite(size) and low <= size <= high:
             return float(size), f"{name} law"
@@ -109,19 +124,24 @@ def holdout_config(spec, spec_dir: Path, size: float, budget: float) -> RunConfi
 
 
 def run_demo(
-    out: Path, tiny: bool = False, progress: bool = True, spec_path: Path | None = None
+    out: Path,
+    tiny: bool = False,
+    progress: bool = True,
+    spec_path: Path | None = None,
+    seed: int | None = None,
 ) -> dict[str, Any]:
     from scaling import results
     from scaling.counting import count_params
     from scaling.data import prepare_data
     from scaling.fitting import prepare_points
     from scaling.fitting.api import fit_laws
+    from scaling.fitting.averaging import averaged_loss, backtest_weights
     from scaling.planning.output import write_plan
     from scaling.planning.plan import plan_sweep
     from scaling.rundir import RunsDir
     from scaling.training.trainer import train
 
-    spec = demo_spec(tiny, spec_path)
+    spec = demo_spec(tiny, spec_path, seed)
     spec_dir = spec_path.parent if spec_path is not None else out
     check_study(spec, str(spec_path or "the demo spec"))
     plan = plan_sweep(spec, spec_dir)
@@ -134,14 +154,26 @@ def run_demo(
 
     points = prepare_points(results.load(out), source=str(out))
     n_boot = 30 if tiny else BOOTSTRAP
-    say(f"fitting the parametric and IsoFLOP laws to {len(points)} points, {n_boot} bootstraps")
+    say(
+        f"fitting the {', '.join(LAWS)} laws to {len(points)} points, {n_boot} bootstraps, "
+        "each backtested without the largest budget"
+    )
     fitted, skipped = fit_laws(
-        ["parametric", "isoflop"], points, runs, bootstrap_samples=n_boot, seed=0
+        list(LAWS), points, runs, holdout="largest", bootstrap_samples=n_boot, seed=0
     )
     laws = {outcome.law.law: outcome.law for outcome in fitted}
     if "parametric" not in laws:
-        raise ConfigError(f"{out}: the parametric law could not be fitted ({skipped[0]['reason']})")
+        reasons = {s["law"]: s["reason"] for s in skipped}
+        raise ConfigError(
+            f"{out}: the parametric law could not be fitted ({reasons['parametric']})"
+        )
     parametric = laws["parametric"]
+    backtests = {
+        name: laws[name].details["backtest"]["loss_mean_abs_rel_error"]
+        for name in LOSS_LAWS
+        if name in laws and "loss_mean_abs_rel_error" in laws[name].details.get("backtest", {})
+    }
+    weights = backtest_weights(backtests) if backtests else {"parametric": 1.0}
     if "isoflop" in laws:
         iso = laws["isoflop"]
         iso_summary = {
@@ -150,17 +182,22 @@ def run_demo(
             "intervals": {k: iso.intervals.get(k) for k in ("a", "b")},
         }
     else:  # tiny budgets may have no interior minimum; the demo goes on without this law
-        iso_summary = {"error": skipped[0]["reason"]}
+        iso_summary = {"error": next(s["reason"] for s in skipped if s["law"] == "isoflop")}
 
     largest = float(points.frame["budget"].max())
     budget = HOLDOUT_FACTOR * largest
     size, size_from = holdout_size(laws, points, budget)
     config = holdout_config(spec, spec_dir, size, budget)
+    if config.train.branches:  # the holdout answers one question: its loss at its budget
+        config = config.model_copy(
+            update={"train": config.train.model_copy(update={"branches": ()})}
+        )
     say(f"holdout: {config.train.tokens:,} tokens at {budget:.3g} FLOPs (never fitted)")
     measured = train(config, runs.holdout(config.run_id).path, progress=progress)
-    n_actual = count_params(config.model).total
-    predicted = parametric.predict(params=n_actual, tokens=config.train.tokens)
-    interval = predicted.get("intervals", {}).get("loss")
+    counts = count_params(config.model)
+    n_actual = counts.total
+    sizes = {"params": counts.total, "params_nonembedding": counts.non_embedding}
+    predicted = averaged_loss(laws, weights, sizes, config.train.tokens)
     summary = {
         "fitted_budgets": sorted(points.frame["budget"].unique().tolist()),
         "parametric": {
@@ -169,6 +206,14 @@ def run_demo(
             **parametric.allocation_exponents(),
         },
         "isoflop": iso_summary,
+        "kaplan": (
+            {"params": laws["kaplan"].params, "intervals": laws["kaplan"].intervals}
+            if "kaplan" in laws
+            else {"error": next(s["reason"] for s in skipped if s["law"] == "kaplan")}
+        ),
+        "backtest_loss_errors": backtests,
+        "loss_law_weights": weights,
+        "predicted_by_law": predicted["by_law"],
         "prediction_at_10x": parametric.predict(compute=10 * largest),
         "budget": budget,
         "holdout_run": config.run_id,
@@ -177,14 +222,16 @@ def run_demo(
         "holdout_tokens": config.train.tokens,
         "holdout_n_experts": config.model.n_experts,
         "predicted_loss": predicted["loss"],
-        "predicted_interval": interval,
+        "predicted_interval": predicted["intervals"][0.95],
+        "predicted_interval_80": predicted["intervals"][0.8],
+        "seed": spec.sweep.seed,
         "measured_loss": measured.get("final_eval_loss"),
         "measured_status": measured["status"],
     }
-    low, high = interval or (math.nan, math.nan)
+    low, high = predicted["intervals"][0.95]
     summary["within_interval"] = (
         bool(low <= summary["measured_loss"] <= high)
-        if (summary["measured_loss"] is not None and interval and math.isfinite(low))
+        if summary["measured_loss"] is not None
         else None
     )
     runs.write_summary(summary)
@@ -217,11 +264,16 @@ def describe(summary: dict[str, Any]) -> str:
         return f"[{values[0]:.3f}, {values[1]:.3f}]" if values else "[no interval]"
 
     measured = summary["measured_loss"]
-    verdict = (
-        ""
-        if summary["within_interval"] is None
-        else (" (inside the interval)" if summary["within_interval"] else " (outside the interval)")
-    )
+    verdict = ""
+    if measured is not None:
+        error = measured / summary["predicted_loss"] - 1
+        inside = [
+            f"{name} interval"
+            for name, key in (("80%", "predicted_interval_80"), ("95%", "predicted_interval"))
+            if summary.get(key) and summary[key][0] <= measured <= summary[key][1]
+        ]
+        where = f"inside the {' and the '.join(inside)}" if inside else "outside both intervals"
+        verdict = f" ({error:+.1%} from the prediction; {where})"
     lines = [
         f"parametric law: a = {p['a']:.3f} {interval(p.get('derived_intervals', {}).get('a'))}, "
         f"b = {p['b']:.3f} {interval(p.get('derived_intervals', {}).get('b'))}",
@@ -233,10 +285,24 @@ def describe(summary: dict[str, Any]) -> str:
         else f"IsoFLOP law:    not fitted ({iso['error']})",
         f"at 10x the largest budget ({at10['compute']:.3g} FLOPs): N* = {at10['params']:,.0f}, "
         f"D* = {at10['tokens']:,.0f}, loss {at10['loss']:.3f}",
+        _choice(summary),
         f"holdout at {summary['budget']:.3g} FLOPs ({summary['holdout_params']:,} parameters, "
-        f"{summary['holdout_tokens']:,} tokens): predicted {summary['predicted_loss']:.3f} "
-        f"{interval(summary['predicted_interval'])}, measured "
+        f"{summary['holdout_tokens']:,} tokens): predicted {summary['predicted_loss']:.3f}, "
+        f"80% {interval(summary.get('predicted_interval_80'))}, "
+        f"95% {interval(summary['predicted_interval'])}; measured "
         + ("none (the run did not finish)" if measured is None else f"{measured:.3f}")
         + verdict,
     ]
     return "\n".join(lines)
+
+
+def _choice(summary: dict[str, Any]) -> str:
+    errors, weights = summary["backtest_loss_errors"], summary["loss_law_weights"]
+    by_law = summary["predicted_by_law"]
+    parts = ", ".join(
+        f"{name} {by_law[name]:.3f} (backtest error {errors[name]:.1%}, weight {weights[name]:.2f})"
+        if name in errors
+        else f"{name} {by_law[name]:.3f}"
+        for name in weights
+    )
+    return f"the holdout's loss, by law: {parts}"

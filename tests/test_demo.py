@@ -35,7 +35,8 @@ def test_tiny_demo_end_to_end(tmp_path, monkeypatch):
     out = tmp_path / "demo"
     result = CliRunner().invoke(app, ["demo", "--tiny", "--out", str(out), "--no-progress"])
     assert result.exit_code == 0, result.output
-    assert "holdout at" in result.output and "predicted" in result.output
+    assert "holdout at" in result.output and "predicts" in result.output
+    assert "loss law for the holdout" in result.output
     frame = results.load(out)
     assert len(frame) >= 6 and set(frame["status"]) == {"done"}
     law = Law.from_json(out / "fits" / "parametric.json")
@@ -45,7 +46,14 @@ def test_tiny_demo_end_to_end(tmp_path, monkeypatch):
     assert summary["budget"] == pytest.approx(4 * max(summary["fitted_budgets"]))
     assert summary["measured_loss"] > 0 and summary["predicted_loss"] > 0
     low, high = summary["predicted_interval"]
-    assert low <= summary["predicted_loss"] <= high
+    low_80, high_80 = summary["predicted_interval_80"]
+    assert low <= low_80 <= summary["predicted_loss"] <= high_80 <= high
+    # the law that predicts the holdout is the one whose backtest missed least, and the
+    # holdout, trained after the fit, lands inside the interval it gave
+    errors = summary["backtest_loss_errors"]
+    assert set(errors) == {"parametric", "kaplan"}
+    assert summary["loss_law"] == min(errors, key=errors.get)
+    assert low <= summary["measured_loss"] <= high, summary
     # the holdout run is never among the fitted points
     assert summary["holdout_run"] not in set(frame["run_id"])
     for name in (

@@ -21,6 +21,13 @@ def demo(
         Path | None,
         typer.Option(help="Run the demo's study on this sweep spec instead of sweeps/demo.toml."),
     ] = None,
+    seed: Annotated[
+        int | None,
+        typer.Option(
+            help="The sweep's seed (initialisation and data order of every run); "
+            "another seed is another study, in its own --out."
+        ),
+    ] = None,
     progress: Annotated[bool, typer.Option(help="Progress bars and run-by-run lines.")] = True,
     as_json: JsonOption = False,
 ) -> None:
@@ -39,7 +46,9 @@ def demo(
 
     try:
         with errors():
-            summary = run_demo(out, tiny=tiny, progress=progress and not as_json, spec_path=spec)
+            summary = run_demo(
+                out, tiny=tiny, progress=progress and not as_json, spec_path=spec, seed=seed
+            )
     except (Interrupted, KeyboardInterrupt):
         raise fail("interrupted: run `scaling demo` again to resume") from None
     if as_json:

@@ -208,6 +208,11 @@ class Law:
     def loss(self, params, tokens, sample: dict[str, float] | None = None, **covariates):
         raise self._cannot("loss")
 
+    def sizes(self, frame):
+        """The N that ``loss`` takes, from a frame of points or runs: total parameters,
+        unless the law counts another way (Kaplan's non-embedding N)."""
+        return frame["params"]
+
     def optimum(self, compute: float, sample: dict[str, float] | None = None) -> dict[str, float]:
         raise self._cannot("compute-optimal allocation")
 

@@ -31,6 +31,9 @@ class KaplanLaw(Law):
         N, D = np.asarray(params, float), np.asarray(tokens, float)
         return ((p["N_c"] / N) ** (p["alpha_N"] / p["alpha_D"]) + p["D_c"] / D) ** p["alpha_D"]
 
+    def sizes(self, frame):
+        return frame[self.details.get("N", "params")]
+
     def _bootstrap_frame(self, points):
         frame = points.frame.copy()
         if "params_nonembedding" in frame:

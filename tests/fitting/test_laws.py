@@ -230,3 +230,38 @@ def test_parquet_points(tmp_path):
     result = CliRunner().invoke(app, ["fit", str(path), "--law", "isoflop", "--json"])
     assert result.exit_code == 0, result.output
     assert abs(json.loads(result.output)["a"] - 0.28 / 0.62) < 0.02
+
+
+def test_the_largest_budget_backtest_holds_out_branch_points_beyond_the_budget_below():
+    """WSD branch points of the largest budget's runs that spent more than the second-largest
+    budget are held out too (nothing fitted reaches the compute asked about); those below it
+    are fitted."""
+    frame = isoflop_points(budgets=[1e19, 3e19, 1e20], per_budget=7)
+    finals = frame[frame["budget"] == 1e20]
+    branches = []
+    for fraction in (0.25, 0.5):  # 2.5e19 (below 3e19) and 5e19 (beyond it)
+        part = finals.assign(
+            tokens=finals["tokens"] * fraction, flops=finals["flops"] * fraction, budget=np.nan
+        )
+        part["loss"] = chinchilla_loss(CHINCHILLA, part["params"], part["tokens"])
+        branches.append(part)
+    points = prepare_points(pd.concat([frame, *branches], ignore_index=True))
+    report = backtest(points, lambda p: fit_parametric(p, keep=16), "largest")
+    assert report["n_held_out"] == 14 and report["n_fit"] == 21
+    assert report["loss_max_abs_rel_error"] < 1e-3
+    assert abs(report["params_opt_rel_error"]) < 0.05  # the optimum of the final runs only
+
+
+def test_kaplan_backtests_and_predicts_with_non_embedding_sizes():
+    truth = {"N_c": 8.8e13, "alpha_N": 0.076, "D_c": 5.4e13, "alpha_D": 0.095}
+    frame = isoflop_points(per_budget=7)
+    frame["params_nonembedding"] = frame["params"] * 0.7  # the law's N
+    N, D = frame["params_nonembedding"], frame["tokens"]
+    frame["loss"] = ((truth["N_c"] / N) ** (0.076 / 0.095) + truth["D_c"] / D) ** 0.095
+    points = prepare_points(frame)
+    law = fit_kaplan(points.frame)
+    assert law.sizes(frame).equals(frame["params_nonembedding"])
+    assert law.sizes({"params": 10.0, "params_nonembedding": 7.0}) == 7.0
+    report = backtest(points, fit_kaplan, "largest")
+    assert report["loss_max_abs_rel_error"] < 1e-4  # with total N it would miss
+    assert ParametricLaw.from_params(CHINCHILLA).sizes(frame).equals(frame["params"])

@@ -1,0 +1,64 @@
+"""A loss predicted by several laws at once, each weighted by how well it extrapolated.
+
+Two forms of L(N, D) fitted to the same small study can disagree far more than either's
+bootstrap interval admits: the interval measures the noise of the points, not the choice of
+form. Averaging the forms, each weighted by the inverse of its backtest error (fitted without
+the largest budget, asked about it), and drawing the interval from the mixture of their
+bootstrap predictions carries that disagreement into the interval.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+from scaling.fitting.base import FitError, Law
+
+
+def backtest_weights(errors: Mapping[str, float]) -> dict[str, float]:
+    """Weights proportional to 1 / backtest error, summing to 1."""
+    if not errors or any(not np.isfinite(e) or e < 0 for e in errors.values()):
+        raise FitError(f"backtest errors must be finite and non-negative; got {dict(errors)}")
+    inverse = {name: 1.0 / max(error, 1e-12) for name, error in errors.items()}
+    total = sum(inverse.values())
+    return {name: value / total for name, value in inverse.items()}
+
+
+def averaged_loss(
+    laws: Mapping[str, Law],
+    weights: Mapping[str, float],
+    sizes: Mapping[str, float],
+    tokens: float,
+    levels: tuple[float, ...] = (0.8, 0.95),
+) -> dict[str, Any]:
+    """The weighted mean of the laws' losses at (N, D), each law taking the N it counts from
+    ``sizes`` (``law.sizes``), and for each level the central interval of the mixture of the
+    laws' bootstrap predictions (each sample weighted by its law's weight over its count).
+    A law without bootstrap samples adds its point prediction with its whole weight."""
+    by_law, values, sample_weights = {}, [], []
+    for name, weight in weights.items():
+        law = laws[name]
+        n = float(law.sizes(sizes))
+        by_law[name] = float(law.loss(n, tokens))
+        draws = [float(law.loss(n, tokens, sample=s)) for s in law.samples] or [by_law[name]]
+        values.extend(draws)
+        sample_weights.extend([weight / len(draws)] * len(draws))
+    loss = sum(weights[name] * by_law[name] for name in weights)
+    intervals = {
+        level: [
+            _weighted_quantile(values, sample_weights, (1 - level) / 2),
+            _weighted_quantile(values, sample_weights, (1 + level) / 2),
+        ]
+        for level in levels
+    }
+    return {"loss": float(loss), "by_law": by_law, "weights": dict(weights), "intervals": intervals}
+
+
+def _weighted_quantile(values, weights, q: float) -> float:
+    """The q-quantile of a weighted sample (midpoint rule on the cumulative weights)."""
+    order = np.argsort(values)
+    v, w = np.asarray(values, float)[order], np.asarray(weights, float)[order]
+    cumulative = (np.cumsum(w) - 0.5 * w) / w.sum()
+    return float(np.interp(q, cumulative, v))

@@ -1,0 +1,59 @@
+import numpy as np
+import pytest
+
+from scaling.fitting import FitError
+from scaling.fitting.averaging import averaged_loss, backtest_weights
+from scaling.fitting.base import percentile_interval
+from scaling.fitting.kaplan import KaplanLaw
+from scaling.fitting.parametric import ParametricLaw
+
+from .conftest import CHINCHILLA
+
+
+def test_weights_are_inverse_backtest_errors():
+    assert backtest_weights({"a": 0.01, "b": 0.03}) == pytest.approx({"a": 0.75, "b": 0.25})
+    assert backtest_weights({"a": 0.02}) == {"a": 1.0}
+    with pytest.raises(FitError, match="finite and non-negative"):
+        backtest_weights({"a": float("nan")})
+    with pytest.raises(FitError):
+        backtest_weights({})
+
+
+def _law_with_samples(shift: float, n: int = 400, seed: int = 0) -> ParametricLaw:
+    rng = np.random.default_rng(seed)
+    samples = [{**CHINCHILLA, "E": CHINCHILLA["E"] + shift + e} for e in rng.normal(0, 0.02, n)]
+    return ParametricLaw.from_params({**CHINCHILLA, "E": CHINCHILLA["E"] + shift}, samples)
+
+
+def test_one_law_alone_gives_its_own_prediction_and_interval():
+    law = _law_with_samples(0.0)
+    sizes = {"params": 1e9, "params_nonembedding": 9e8}
+    got = averaged_loss({"p": law}, {"p": 1.0}, sizes, 2e10)
+    draws = np.array([float(law.loss(1e9, 2e10, sample=s)) for s in law.samples])
+    assert got["loss"] == pytest.approx(float(law.loss(1e9, 2e10)))
+    for level in (0.8, 0.95):
+        assert got["intervals"][level] == pytest.approx(percentile_interval(draws, level), abs=2e-3)
+
+
+def test_two_laws_that_disagree_widen_the_interval_to_cover_both():
+    low, high = _law_with_samples(-0.1, seed=1), _law_with_samples(+0.1, seed=2)
+    sizes = {"params": 1e9}
+    got = averaged_loss({"low": low, "high": high}, {"low": 0.5, "high": 0.5}, sizes, 2e10)
+    centre = float(ParametricLaw.from_params(CHINCHILLA).loss(1e9, 2e10))
+    assert got["loss"] == pytest.approx(centre, abs=1e-9)
+    lo95, hi95 = got["intervals"][0.95]
+    assert lo95 < got["by_law"]["low"] and hi95 > got["by_law"]["high"]
+    # the weights move the mean towards the better law
+    tilted = averaged_loss({"low": low, "high": high}, {"low": 0.9, "high": 0.1}, sizes, 2e10)
+    assert tilted["loss"] == pytest.approx(centre - 0.08, abs=1e-9)
+
+
+def test_each_law_takes_the_size_it_counts():
+    kaplan = KaplanLaw.from_params(
+        {"N_c": 8.8e13, "alpha_N": 0.076, "D_c": 5.4e13, "alpha_D": 0.095}
+    )
+    kaplan.details["N"] = "params_nonembedding"
+    got = averaged_loss(
+        {"k": kaplan}, {"k": 1.0}, {"params": 1e9, "params_nonembedding": 5e8}, 1e10
+    )
+    assert got["loss"] == pytest.approx(float(kaplan.loss(5e8, 1e10)))
