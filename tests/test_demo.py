@@ -35,8 +35,8 @@ def test_tiny_demo_end_to_end(tmp_path, monkeypatch):
     out = tmp_path / "demo"
     result = CliRunner().invoke(app, ["demo", "--tiny", "--out", str(out), "--no-progress"])
     assert result.exit_code == 0, result.output
-    assert "holdout at" in result.output and "predicts" in result.output
-    assert "loss law for the holdout" in result.output
+    assert "holdout at" in result.output and "predicted" in result.output
+    assert "the holdout's loss, by law: parametric" in result.output
     frame = results.load(out)
     assert len(frame) >= 6 and set(frame["status"]) == {"done"}
     law = Law.from_json(out / "fits" / "parametric.json")
@@ -48,11 +48,14 @@ def test_tiny_demo_end_to_end(tmp_path, monkeypatch):
     low, high = summary["predicted_interval"]
     low_80, high_80 = summary["predicted_interval_80"]
     assert low <= low_80 <= summary["predicted_loss"] <= high_80 <= high
-    # the law that predicts the holdout is the one whose backtest missed least, and the
-    # holdout, trained after the fit, lands inside the interval it gave
-    errors = summary["backtest_loss_errors"]
-    assert set(errors) == {"parametric", "kaplan"}
-    assert summary["loss_law"] == min(errors, key=errors.get)
+    # the loss laws, weighted by their backtests (the better one weighs more), predict the
+    # holdout together, and the holdout, trained after the fit, lands inside their interval
+    errors, weights = summary["backtest_loss_errors"], summary["loss_law_weights"]
+    assert set(errors) == set(weights) == {"parametric", "kaplan"}
+    assert sum(weights.values()) == pytest.approx(1.0)
+    assert max(weights, key=weights.get) == min(errors, key=errors.get)
+    by_law = summary["predicted_by_law"]
+    assert summary["predicted_loss"] == pytest.approx(sum(weights[n] * by_law[n] for n in weights))
     assert low <= summary["measured_loss"] <= high, summary
     # the holdout run is never among the fitted points
     assert summary["holdout_run"] not in set(frame["run_id"])

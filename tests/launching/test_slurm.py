@@ -17,9 +17,9 @@ runner = CliRunner()
 
 @pytest.mark.slow
 def test_submitit_local_executor_runs_a_plan_to_done(plan_dir):
-    runs = plan_dir()
+    runs = plan_dir(params="[3e4, 6e4]")
     report = launch_slurm(runs, LaunchOptions(), overrides={"cluster": "local"}, wait=True)
-    assert report.count(": done") == 3, report
+    assert report.count(": done") == 2, report
     for run_id in run_ids(runs):
         run_dir = runs / "runs" / run_id
         assert json.loads((run_dir / "result.json").read_text())["status"] == "done"
