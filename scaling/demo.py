@@ -162,8 +162,8 @@ def run_demo(
         list(LAWS), points, runs, holdout="largest", bootstrap_samples=n_boot, seed=0
     )
     laws = {outcome.law.law: outcome.law for outcome in fitted}
+    reasons = {s["law"]: s["reason"] for s in skipped}
     if "parametric" not in laws:
-        reasons = {s["law"]: s["reason"] for s in skipped}
         raise ConfigError(
             f"{out}: the parametric law could not be fitted ({reasons['parametric']})"
         )
@@ -182,7 +182,7 @@ def run_demo(
             "intervals": {k: iso.intervals.get(k) for k in ("a", "b")},
         }
     else:  # tiny budgets may have no interior minimum; the demo goes on without this law
-        iso_summary = {"error": next(s["reason"] for s in skipped if s["law"] == "isoflop")}
+        iso_summary = {"error": reasons["isoflop"]}
 
     largest = float(points.frame["budget"].max())
     budget = HOLDOUT_FACTOR * largest
@@ -209,7 +209,7 @@ def run_demo(
         "kaplan": (
             {"params": laws["kaplan"].params, "intervals": laws["kaplan"].intervals}
             if "kaplan" in laws
-            else {"error": next(s["reason"] for s in skipped if s["law"] == "kaplan")}
+            else {"error": reasons["kaplan"]}
         ),
         "backtest_loss_errors": backtests,
         "loss_law_weights": weights,

@@ -145,8 +145,8 @@ class SlurmRun(submitit.helpers.Checkpointable):
         """The trainer's exit code. A thread waits on it: ``checkpoint`` runs as a signal
         handler inside this wait, and Popen's own wait, re-entered there, deadlocks on its
         lock."""
-        process, self.exited = self.process, threading.Event()
-        exited = self.exited
+        process = self.process
+        self.exited = exited = threading.Event()
         threading.Thread(target=lambda: (process.wait(), exited.set()), daemon=True).start()
         while not exited.wait(1.0):
             pass

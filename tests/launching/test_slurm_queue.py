@@ -9,6 +9,8 @@ from scaling.launching import state
 from scaling.launching.slurm_queue import overlay_queue
 from scaling.rundir import RunsDir
 
+from .conftest import run_ids
+
 
 @pytest.fixture
 def fake_squeue(tmp_path, monkeypatch):
@@ -87,3 +89,21 @@ def test_a_corrupt_job_record_names_its_file(tmp_path):
     directory.run("a").slurm_job_path.write_text("{not json")
     with pytest.raises(ConfigError, match=r"slurm_job.json: cannot read .*delete it"):
         state.run_state(directory.run("a"))
+
+
+def test_status_names_a_corrupt_job_record_in_one_line_and_changes_nothing(plan_dir):
+    """Through the CLI in a fresh process, as a user meets it."""
+    import subprocess
+    import sys
+
+    runs = plan_dir(params="[3e4]")
+    (run_id,) = run_ids(runs)
+    record = runs / "runs" / run_id / "slurm_job.json"
+    record.write_text("[1, 2")
+    shown = subprocess.run(
+        [sys.executable, "-m", "scaling", "status", str(runs)], capture_output=True, text=True
+    )
+    assert shown.returncode == 2
+    assert f"{record}: cannot read" in shown.stderr + shown.stdout
+    assert len((shown.stderr + shown.stdout).strip().splitlines()) == 1
+    assert record.read_text() == "[1, 2"
