@@ -38,10 +38,15 @@ BENCHMARKS = {
         "Wall time of `scaling demo`",
         [sys.executable, "-m", "scaling", "demo", "--no-progress"],
     ),
-    # half an hour on 2 cores: run it with --only demo_calibration
+    # an hour on 2 cores: run it with --only demo_calibration
     "demo_calibration": (
         "The demo's holdout over seeds",
-        [sys.executable, "benchmarks/demo_calibration.py", "--seeds", "0", "1", "2", "3", "4"],
+        [sys.executable, "benchmarks/demo_calibration.py", "--seeds", *"01234567"],
+    ),
+    # a quarter of an hour on 2 cores (a demo, then 18 runs): run it with --only demo_lr_probe
+    "demo_lr_probe": (
+        "A learning rate per size for the demo?",
+        [sys.executable, "benchmarks/demo_lr_probe.py"],
     ),
 }
 HEADER = """# Benchmarks

@@ -4,7 +4,9 @@ Two forms of L(N, D) fitted to the same small study can disagree far more than e
 bootstrap interval admits: the interval measures the noise of the points, not the choice of
 form. Averaging the forms, each weighted by the inverse of its backtest error (fitted without
 the largest budget, asked about it), and drawing the interval from the mixture of their
-bootstrap predictions carries that disagreement into the interval.
+bootstrap predictions carries that disagreement into the interval. (The plain mean of the forms
+did better than these weights on the demo's first five seeds and worse on the next one:
+BENCHMARKS.md.)
 """
 
 from __future__ import annotations
