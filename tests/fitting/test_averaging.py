@@ -2,12 +2,17 @@ import numpy as np
 import pytest
 
 from scaling.fitting import FitError
-from scaling.fitting.averaging import averaged_loss, backtest_weights
+from scaling.fitting.averaging import (
+    averaged_loss,
+    backtest_weights,
+    bootstrap_paired,
+    paired_intervals,
+)
 from scaling.fitting.base import percentile_interval
 from scaling.fitting.kaplan import KaplanLaw
 from scaling.fitting.parametric import ParametricLaw
 
-from .conftest import CHINCHILLA
+from .conftest import CHINCHILLA, isoflop_points
 
 
 def test_weights_are_inverse_backtest_errors():
@@ -57,3 +62,40 @@ def test_each_law_takes_the_size_it_counts():
         {"k": kaplan}, {"k": 1.0}, {"params": 1e9, "params_nonembedding": 5e8}, 1e10
     )
     assert got["loss"] == pytest.approx(float(kaplan.loss(5e8, 1e10)))
+
+
+def _fitted(name: str, frame, **settings):
+    from scaling.fitting.api import law_class
+
+    return law_class(name)(**{"bootstrap_samples": 40, "seed": 0, **settings}).fit(frame)
+
+
+def test_paired_intervals_are_the_weighted_mean_on_each_shared_resample():
+    frame = isoflop_points(budgets=np.logspace(18, 20, 3), per_budget=5, noise=0.01, seed=3)
+    laws = {"parametric": _fitted("parametric", frame), "kaplan": _fitted("kaplan", frame)}
+    weights = {"parametric": 0.3, "kaplan": 0.7}
+    sizes, tokens = {"params": 3e9}, 6e10
+    got = paired_intervals(laws, weights, sizes, tokens, levels=(0.8,))
+    by_draw = sum(
+        w * np.array([float(laws[n].loss(3e9, tokens, sample=s)) for s in laws[n].samples])
+        for n, w in weights.items()
+    )
+    assert got == {0.8: pytest.approx(percentile_interval(by_draw, 0.8))}
+    # the forms disagree out there: the mixture spans both, the paired interval only the
+    # averaged prediction's own noise
+    mixture = averaged_loss(laws, weights, sizes, tokens, levels=(0.8,))["intervals"][0.8]
+    assert got[0.8][1] - got[0.8][0] < mixture[1] - mixture[0]
+
+
+def test_samples_that_do_not_share_their_resamples_are_not_paired():
+    frame = isoflop_points(budgets=np.logspace(18, 20, 3), per_budget=5, noise=0.01, seed=3)
+    one = _fitted("parametric", frame)
+    weights, sizes = {"a": 0.5, "b": 0.5}, {"params": 3e9}
+    other_seed = _fitted("kaplan", frame, seed=1)
+    other_points = _fitted("kaplan", frame.iloc[1:])
+    unsampled = _fitted("kaplan", frame, bootstrap_samples=0)
+    for other in (other_seed, other_points, unsampled):
+        assert paired_intervals({"a": one, "b": other}, weights, sizes, 6e10) is None
+    assert bootstrap_paired([one, _fitted("kaplan", frame)])
+    one.samples = one.samples[:-1]  # a resample it could not fit
+    assert not bootstrap_paired([one, _fitted("kaplan", frame)])
