@@ -218,27 +218,37 @@ def test_the_closing_line_counts_what_is_not_done(tmp_path):
 
 @pytest.mark.slow
 def test_sigterm_to_the_launcher_checkpoints_releases_and_resumes(tmp_path, shared_cache):
-    runs = _plan(tmp_path, params="[6e4]", tokens=102400)
+    # 100,000 steps: the run never ends here, so each signal lands while it trains
+    runs = _plan(tmp_path, params="[6e4]", tokens=1024 * 100_000)
     (run_id,) = runs.run_ids()
     run = runs.run(run_id)
-    launcher = subprocess.Popen(
-        [sys.executable, "-m", "scaling", "launch", str(runs.path), "--no-progress"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    deadline = time.time() + 300
-    while time.time() < deadline and len(run.read_metrics_prefix()) < 3:
-        time.sleep(0.1)  # waiting on an event: the run has logged three lines
-    launcher.send_signal(signal.SIGTERM)
-    output, _ = launcher.communicate(timeout=600)
-    assert launcher.returncode == 128 + signal.SIGTERM, output
+
+    def launch_and_signal_after(lines: int, sig: int) -> tuple[int, str]:
+        launcher = subprocess.Popen(
+            [sys.executable, "-m", "scaling", "launch", str(runs.path), "--no-progress"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        deadline = time.monotonic() + 300
+        while len(run.read_metrics_prefix()) < lines:  # waiting on an event: lines logged
+            assert time.monotonic() < deadline, f"fewer than {lines} lines logged in 300 s"
+            time.sleep(0.1)
+        launcher.send_signal(sig)
+        output, _ = launcher.communicate(timeout=120)
+        return launcher.returncode, output
+
+    code, output = launch_and_signal_after(3, signal.SIGTERM)
+    assert code == 128 + signal.SIGTERM, output
     assert "launch again to resume" in output
     stopped_at = json.loads((run.checkpoint / "state.json").read_text())["step"]
     assert stopped_at >= 15 and not run.claim_path.exists() and run.read_result() is None
-    again = runner.invoke(app, ["launch", str(runs.path), "--no-progress"])
-    assert again.exit_code == 0, again.output
-    assert run.read_result()["resumed_from_step"] == stopped_at
+    kept = run.read_metrics_prefix()
+    code, output = launch_and_signal_after(len(kept) + 2, signal.SIGINT)
+    assert code == 130, output
+    # resumed: the first launch's lines are kept as written and the steps go on past them
+    again = run.read_metrics_prefix()
+    assert again[: len(kept)] == kept and again[len(kept)]["step"] > stopped_at
 
 
 @pytest.mark.slow
