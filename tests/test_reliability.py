@@ -21,6 +21,7 @@ from scaling.cli import app
 from scaling.launching import state
 from scaling.rundir import RunDir, RunsDir
 from scaling.training.trainer import train
+from tests.conftest import spawn
 from tests.launching.conftest import SPEC
 from tests.training.conftest import tiny_run
 
@@ -224,7 +225,7 @@ def test_sigterm_to_the_launcher_checkpoints_releases_and_resumes(tmp_path, shar
     run = runs.run(run_id)
 
     def launch_and_signal_after(lines: int, sig: int) -> tuple[int, str]:
-        launcher = subprocess.Popen(
+        launcher = spawn(
             [sys.executable, "-m", "scaling", "launch", str(runs.path), "--no-progress"],
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
@@ -283,7 +284,7 @@ def test_disk_full_while_training_is_one_line(tmpfs, tmp_path, shared_cache):
 def test_ctrl_c_as_training_starts_is_one_line(tmp_path, shared_cache):
     config = tmp_path / "config.json"
     config.write_text(tiny_run().model_dump_json())
-    process = subprocess.Popen(
+    process = spawn(
         [sys.executable, "-m", "scaling", "train", str(config), "--no-progress"],
         stderr=subprocess.PIPE,
         text=True,

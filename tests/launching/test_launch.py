@@ -14,6 +14,7 @@ from scaling.cli import app
 from scaling.launching import state
 from scaling.rundir import RunDir
 
+from ..conftest import spawn
 from .conftest import run_ids
 
 pytestmark = pytest.mark.slow
@@ -21,7 +22,7 @@ runner = CliRunner()
 
 
 def launcher(runs, *args):
-    return subprocess.Popen(
+    return spawn(
         [sys.executable, "-m", "scaling", "launch", str(runs), *args],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,

@@ -13,6 +13,7 @@ from scaling.config import ConfigError, TrainConfig
 from scaling.model import load_pretrained
 from scaling.training.trainer import train
 
+from ..conftest import spawn
 from .conftest import tiny_run
 
 
@@ -116,7 +117,7 @@ def test_bf16_on_a_cpu_without_it(tmp_path, monkeypatch):
 
 def _run_in_subprocess(config_path, out):
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    return subprocess.Popen(
+    return spawn(
         [
             sys.executable,
             "-m",
