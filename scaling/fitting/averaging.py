@@ -49,9 +49,8 @@ def averaged_loss(
     by_law, values, sample_weights = {}, [], []
     for name, weight in weights.items():
         law = laws[name]
-        n = float(law.sizes(sizes))
-        by_law[name] = float(law.loss(n, tokens))
-        draws = [float(law.loss(n, tokens, sample=s)) for s in law.samples] or [by_law[name]]
+        by_law[name] = float(law.loss(float(law.sizes(sizes)), tokens))
+        draws = list(_sample_losses(law, sizes, tokens)) or [by_law[name]]
         values.extend(draws)
         sample_weights.extend([weight / len(draws)] * len(draws))
     loss = sum(weights[name] * by_law[name] for name in weights)
@@ -83,16 +82,16 @@ def paired_intervals(
     """For each level the central interval of the weighted mean of the laws' losses at (N, D)
     over their shared bootstrap resamples; None where the samples cannot be paired draw by
     draw (see ``bootstrap_paired``)."""
-    chosen = [laws[name] for name in weights]
-    if not bootstrap_paired(chosen):
+    if not bootstrap_paired([laws[name] for name in weights]):
         return None
-    draws = sum(
-        weights[name]
-        * np.array([float(law.loss(law.sizes(sizes), tokens, sample=s)) for s in law.samples])
-        for name, law in laws.items()
-        if name in weights
-    )
+    draws = sum(w * _sample_losses(laws[name], sizes, tokens) for name, w in weights.items())
     return {level: percentile_interval(draws, level) for level in levels}
+
+
+def _sample_losses(law: Law, sizes: Mapping[str, float], tokens: float) -> np.ndarray:
+    """The law's loss at (N, D) on each of its bootstrap samples, N as the law counts it."""
+    n = float(law.sizes(sizes))
+    return np.array([float(law.loss(n, tokens, sample=s)) for s in law.samples])
 
 
 def bootstrap_paired(laws: list[Law]) -> bool:
