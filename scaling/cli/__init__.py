@@ -69,6 +69,12 @@ def errors(flags: dict[str, str] | None = None) -> Iterator[None]:
         ) from None
 
 
+def json_rows(frame) -> list[dict]:
+    """A table's rows for ``json.dumps``: every float exact (pandas' ``to_json`` keeps 10
+    digits, at most 15) and a missing value None."""
+    return frame.astype(object).where(frame.notna(), None).to_dict(orient="records")
+
+
 def _parse_override(item: str) -> tuple[str, object]:
     import tomllib
 

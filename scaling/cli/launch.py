@@ -11,7 +11,7 @@ from typing import Annotated
 
 import typer
 
-from scaling.cli import JsonOption, app, errors, fail
+from scaling.cli import JsonOption, app, errors, fail, json_rows
 
 RunsArg = Annotated[Path, typer.Argument(metavar="RUNS", help="A planned runs directory.")]
 StaleOption = Annotated[
@@ -176,7 +176,7 @@ def status(
     with errors():
         frame = status_frame(runs, stale_after)
     if as_json:
-        typer.echo(json.dumps(json.loads(frame.to_json(orient="records"))))
+        typer.echo(json.dumps(json_rows(frame)))
         return
     from rich.console import Console
     from rich.live import Live

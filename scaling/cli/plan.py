@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from scaling.cli import JsonOption, app, errors, fail
+from scaling.cli import JsonOption, app, errors, fail, json_rows
 
 
 @app.command()
@@ -58,7 +58,7 @@ def plan(
                 {
                     "summary": report,
                     "changes": changes,
-                    "runs": json.loads(frame.to_json(orient="records")),
+                    "runs": json_rows(frame),
                 }
             )
         )

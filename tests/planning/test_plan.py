@@ -7,7 +7,7 @@ import pytest
 from typer.testing import CliRunner
 
 from scaling.cli import app
-from scaling.config import ConfigError, ModelConfig, RunConfig
+from scaling.config import ConfigError, ModelConfig, RunConfig, load_run_config
 from scaling.counting import count_params, flops_per_token
 from scaling.fitting.hparams import HparamsLaw
 from scaling.fitting.parametric import ParametricLaw
@@ -336,3 +336,18 @@ def test_wall_time_estimate_slows_small_models_on_cpu_only():
     assert 1e10 < cpu["assumed_flops_per_s"] < 0.5 * 1.1e11
     assert cpu["estimated_wall_s"] == pytest.approx(cpu["total_flops"] / cpu["assumed_flops_per_s"])
     assert gpu["assumed_flops_per_s"] == pytest.approx(989e12 * 0.4)
+
+
+def test_plan_json_carries_each_configs_lr_to_full_precision(tmp_path):
+    """`--json` is for machines: its numbers are the configs' own, not rounded to 10 digits
+    (pandas' default), which once made a replanned lr differ from its law by 1e-9."""
+    out = tmp_path / "RUNS"
+    result = runner.invoke(
+        app, ["plan", str(SWEEPS / "chinchilla.toml"), "--out", str(out), "--json"]
+    )
+    assert result.exit_code == 0, result.output
+    rows = json.loads(result.output)["runs"]
+    for row in rows:
+        config = load_run_config(out / "runs" / row["run_id"] / "config.json")
+        assert row["lr"] == pytest.approx(config.train.lr, rel=1e-14, abs=0)
+    assert len({row["lr"] for row in rows}) > 1  # a formula of N: no round numbers
