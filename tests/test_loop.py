@@ -41,7 +41,7 @@ checkpoint_interval = 1000
 [[grid]]
 kind = "isoflop"
 name = "isoflop"
-budgets = [1e10, 2e10, 4e10]
+budgets = [6e9, 1.2e10, 2.4e10]
 sizes = 3
 spread = 3.0
 centre = {centre}
@@ -49,7 +49,7 @@ centre = {centre}
 [[grid]]
 kind = "hparams"
 name = "hp"
-budgets = [1.4e10, 2.8e10]
+budgets = [7e9, 1.4e10]
 centre = "100"
 lr = [1e-2, 3e-2]
 batch_tokens = [1024, 2048]
