@@ -7,9 +7,11 @@ from typer.testing import CliRunner
 
 from scaling import results
 from scaling.cli import app
-from scaling.config import ConfigError
+from scaling.config import ConfigError, load_run_config
 from scaling.counting import count_params
+from scaling.demo import describe
 from scaling.fitting import Law
+from scaling.fitting.averaging import paired_intervals
 
 
 @pytest.mark.parametrize(
@@ -57,6 +59,20 @@ def test_tiny_demo_end_to_end(tmp_path, monkeypatch):
     by_law = summary["predicted_by_law"]
     assert summary["predicted_loss"] == pytest.approx(sum(weights[n] * by_law[n] for n in weights))
     assert low <= summary["measured_loss"] <= high, summary
+    # the printed intervals are the averaged prediction's own, from the laws' bootstraps paired
+    # resample by resample: recomputed here from the fit files as written
+    assert summary["interval_kind"] == "paired"
+    fits = {name: Law.from_json(out / "fits" / f"{name}.json") for name in weights}
+    holdout = load_run_config(out / "holdout" / summary["holdout_run"] / "config.json")
+    counts = count_params(holdout.model)
+    sizes = {"params": counts.total, "params_nonembedding": counts.non_embedding}
+    paired = paired_intervals(fits, weights, sizes, summary["holdout_tokens"])
+    assert paired[0.95] == pytest.approx([low, high]) and paired[0.8] == pytest.approx(
+        [low_80, high_80]
+    )
+    assert summary["mixture_interval"] != summary["predicted_interval"]
+    mixture = {**summary, "interval_kind": "mixture"}
+    assert "could not be paired" in describe(mixture) and "paired" not in describe(summary)
     # the holdout run is never among the fitted points
     assert summary["holdout_run"] not in set(frame["run_id"])
     for name in (
@@ -69,12 +85,12 @@ def test_tiny_demo_end_to_end(tmp_path, monkeypatch):
     ):
         path = out / "figures" / f"{name}.png"
         assert path.read_bytes()[:4] == b"\x89PNG" and path.stat().st_size > 5000, name
-    # a second run resumes: nothing is trained again, the same summary comes back
-    again = CliRunner().invoke(
-        app, ["demo", "--tiny", "--out", str(out), "--no-progress", "--json"]
-    )
+    # a second run resumes: nothing is trained or fitted again, the same summary comes back
+    fitted = {path.name: path.stat().st_mtime_ns for path in (out / "fits").glob("*.json")}
+    again = CliRunner().invoke(app, ["demo", "--tiny", "--out", str(out), "--no-progress"])
     assert again.exit_code == 0, again.output
-    assert json.loads(again.output)["measured_loss"] == summary["measured_loss"]
+    assert {p.name: p.stat().st_mtime_ns for p in (out / "fits").glob("*.json")} == fitted
+    assert json.loads((out / "summary.json").read_text()) == summary
 
 
 def test_demo_spec_is_the_packaged_one_or_the_given_file(tmp_path):
