@@ -11,6 +11,7 @@ from __future__ import annotations
 import gc
 import math
 import signal
+import sys
 import time
 import traceback
 from pathlib import Path
@@ -341,6 +342,13 @@ def train(
             run.write_config(config)
         trainer = Trainer(config, run, runtime, progress)
         trainer.stop_signals = signals
+        if trainer.resumed_from is not None and runtime.is_main:
+            # in train.log of a launched run: how a requeued or relaunched run went on
+            print(
+                f"{config.run_id}: resumed from the checkpoint at step {trainer.resumed_from}",
+                file=sys.stderr,
+                flush=True,
+            )
         try:
             last = trainer.run()
             export_weights(trainer, run)

@@ -1,13 +1,16 @@
 """The Slurm executor against a real one-node Slurm cluster (scripts/slurm_cluster.sh):
 one job array, exactly-once runs, a launcher started again while jobs wait, `scontrol
-requeue` resuming from the checkpoint, `scancel` in `scaling status`.
+requeue` resuming from the checkpoint with the losses of a run never stopped, `scancel` in
+`scaling status` and a relaunch resuming.
 
 CI installs Slurm and sets SCALING_SLURM_TESTS=1, which turns a cluster that cannot start into
 a failure; elsewhere these tests skip when Slurm is not installed or we are not root."""
 
 import json
 import os
+import re
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -15,11 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from scaling.cli import app
-from scaling.config import load_run_config
-from scaling.training.trainer import train
-
-from .conftest import SPEC, run_ids, runner
+from ..conftest import spawn
+from .conftest import run_ids
 
 REPO = Path(__file__).resolve().parents[2]
 REQUIRED = os.environ.get("SCALING_SLURM_TESTS") == "1"
@@ -135,28 +135,70 @@ def test_a_grid_is_one_array_each_run_done_once_and_a_second_launcher_adds_nothi
     assert "nothing to submit" in last.stdout
 
 
-LONG_TOKENS = 64 * 1024
+# The runs below are 100,000 steps long and never end here: each is stopped (requeued,
+# cancelled) once it has checkpointed, and cancelled at the end of its test, so no stop races
+# a run's end however slow the machine.
+NEVER_ENDING = 100_000 * 1024
 
 
-def long_run(plan_dir) -> Path:
-    runs = plan_dir(params="[6e4]", tokens=LONG_TOKENS)
+def never_ending_run(plan_dir) -> tuple[Path, Path]:
+    """A planned single-run grid with Slurm settings: (runs directory, the run's folder)."""
+    runs = plan_dir(params="[6e4]", tokens=NEVER_ENDING)
     with_slurm_settings(runs)
-    return runs
+    (run_id,) = run_ids(runs)
+    return runs, runs / "runs" / run_id
 
 
-@pytest.fixture(scope="module")
-def uninterrupted_loss(tmp_path_factory):
-    """The final loss of long_run trained in one go, in this process."""
-    folder = tmp_path_factory.mktemp("reference")
-    spec = folder / "spec.toml"
-    spec.write_text(SPEC.format(params="[6e4]", tokens=LONG_TOKENS, source="builtin:python-stdlib"))
-    with pytest.MonkeyPatch.context() as env:
-        env.setenv("SCALING_CACHE", str(folder / "cache"))
-        planned = runner.invoke(app, ["plan", str(spec), "--out", str(folder / "RUNS")])
-        assert planned.exit_code == 0, planned.output
-        (run_id,) = run_ids(folder / "RUNS")
-        config = load_run_config(folder / "RUNS" / "runs" / run_id / "config.json")
-        return train(config, folder / "reference", progress=False)["final_eval_loss"]
+@pytest.fixture
+def cancel_jobs_at_the_end(slurm_cluster):
+    """Whatever a test leaves in the queue is cancelled when it ends (its runs never end)."""
+    yield
+    subprocess.run(["scancel", "--user", str(os.getuid())], check=False)
+    wait_for(lambda: not queue(), timeout=120, what="the queue to empty")
+
+
+def checkpoint_step(run: Path) -> int:
+    try:
+        return json.loads((run / "checkpoint" / "state.json").read_text())["step"]
+    except (FileNotFoundError, json.JSONDecodeError):  # none yet, or being replaced
+        return -1
+
+
+def logged(run: Path) -> list[dict]:
+    try:
+        return [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    except (FileNotFoundError, json.JSONDecodeError):  # not there yet, or a line half written
+        return []
+
+
+def resumed_at(run: Path) -> list[int]:
+    """The steps each resume of the run started from, from its train.log."""
+    try:
+        text = (run / "train.log").read_text()
+    except FileNotFoundError:
+        return []
+    return [int(step) for step in re.findall(r"resumed from the checkpoint at step (\d+)", text)]
+
+
+def cancel(job_id: str) -> None:
+    subprocess.run(["scancel", job_id], check=True)
+    wait_for(lambda: job_id not in queue(), what=f"job {job_id} to leave the queue")
+
+
+def reference_losses(run: Path, tmp_path: Path, step: int) -> dict[int, dict]:
+    """The run's config trained in one go (no Slurm, never stopped) until ``step`` is logged,
+    then stopped: its metrics lines by step."""
+    out = tmp_path / "reference"
+    process = spawn(
+        [sys.executable, "-m", "scaling", "train", str(run / "config.json"), "--out", str(out)]
+        + ["--no-progress"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    wait_for(lambda: max((x["step"] for x in logged(out)), default=0) >= step, what="reference")
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(timeout=120) == 130
+    return {line["step"]: line for line in logged(out)}
 
 
 @pytest.mark.parametrize(
@@ -167,47 +209,52 @@ def uninterrupted_loss(tmp_path_factory):
     ],
     ids=["scontrol-requeue", "usr2-before-time-limit"],
 )
-def test_a_requeued_job_resumes_from_its_checkpoint_with_the_uninterrupted_loss(
-    slurm_cluster, plan_dir, uninterrupted_loss, stop
+def test_a_requeued_job_resumes_from_its_checkpoint_with_the_uninterrupted_losses(
+    slurm_cluster, cancel_jobs_at_the_end, plan_dir, tmp_path, stop
 ):
-    runs = long_run(plan_dir)
-    (run_id,) = run_ids(runs)
-    run = runs / "runs" / run_id
+    runs, run = never_ending_run(plan_dir)
     submitted = scaling("launch", str(runs), "--executor", "slurm")
     assert submitted.returncode == 0, submitted.stderr
-    job_id = slurm_job(runs, run_id)["job_id"]
-    state_file = run / "checkpoint" / "state.json"
-    wait_for(
-        lambda: state_file.is_file() and json.loads(state_file.read_text())["step"] >= 10,
-        what="a checkpoint at step 10",
-    )
+    job_id = slurm_job(runs, run.name)["job_id"]
+    wait_for(lambda: checkpoint_step(run) >= 10, what="a checkpoint at step 10")
     subprocess.run([*stop, job_id], check=True)
-    wait_for(lambda: job_id not in queue(), what="the requeued job to finish")
-    result = json.loads((run / "result.json").read_text())
-    assert result["status"] == "done"
-    assert result["resumed_from_step"] >= 10
-    assert result["final_eval_loss"] == pytest.approx(uninterrupted_loss, rel=1e-5)
-    assert states(runs)[run_id] == "done"
-    assert slurm_job(runs, run_id)["state"] == "submitted"  # requeued, never cancelled
+    wait_for(lambda: resumed_at(run), what="the requeued job to resume")
+    (start,) = resumed_at(run)
+    assert start >= 10  # from the checkpoint, not from the start
+    wait_for(
+        lambda: max((x["step"] for x in logged(run)), default=0) >= start + 20,
+        what="20 steps after the resume",
+    )
+    assert states(runs)[run.name] == "running"
+    assert slurm_job(runs, run.name)["state"] == "submitted"  # requeued, never cancelled
+    cancel(job_id)
+    # every step, before the requeue and after it, as in a run that was never stopped
+    got = {line["step"]: line for line in logged(run)}
+    expected = reference_losses(run, tmp_path, max(got))
+    assert sorted(got) == sorted(step for step in expected if step <= max(got))
+    for step, line in got.items():
+        for key in ("train_loss", "eval_loss"):
+            if key in line:
+                assert line[key] == pytest.approx(expected[step][key], rel=1e-5), (key, step)
 
 
-def test_scancel_shows_in_status_and_launching_again_resumes(slurm_cluster, plan_dir):
-    runs = long_run(plan_dir)
-    (run_id,) = run_ids(runs)
-    run = runs / "runs" / run_id
+def test_scancel_shows_in_status_and_launching_again_resumes(
+    slurm_cluster, cancel_jobs_at_the_end, plan_dir
+):
+    runs, run = never_ending_run(plan_dir)
     assert scaling("launch", str(runs), "--executor", "slurm").returncode == 0
-    job_id = slurm_job(runs, run_id)["job_id"]
-    wait_for(lambda: (run / "metrics.jsonl").is_file(), what="training to start")
+    job_id = slurm_job(runs, run.name)["job_id"]
+    wait_for(lambda: checkpoint_step(run) >= 10, what="a checkpoint at step 10")
     subprocess.run(["scancel", job_id], check=True)
-    wait_for(lambda: slurm_job(runs, run_id)["state"] == "cancelled", what="the cancel recorded")
+    wait_for(lambda: slurm_job(runs, run.name)["state"] == "cancelled", what="the cancel recorded")
     wait_for(lambda: job_id not in queue() or queue()[job_id] not in ("RUNNING", "COMPLETING"))
-    assert states(runs)[run_id] == "cancelled"
+    assert states(runs)[run.name] == "cancelled"
     table = scaling("status", str(runs))
     assert "cancelled" in table.stdout
+    stopped_at = checkpoint_step(run)
 
     again = scaling("launch", str(runs), "--executor", "slurm")
     assert "submitted 1 run(s)" in again.stdout, again.stdout + again.stderr
-    wait_for(lambda: (run / "result.json").exists(), what="the resumed run's result")
-    result = json.loads((run / "result.json").read_text())
-    assert result["status"] == "done" and result["resumed_from_step"] > 0
-    assert states(runs)[run_id] == "done"
+    wait_for(lambda: resumed_at(run), what="the relaunched run to resume")
+    assert resumed_at(run) == [stopped_at]
+    wait_for(lambda: states(runs)[run.name] == "running", what="the run shown running again")
