@@ -187,20 +187,25 @@ def test_sigterm_leaves_a_checkpoint_and_resumes(tmp_path):
     kept = (run / "metrics.jsonl").read_text().splitlines()
     # resumed from the checkpoint: the first run's lines are kept as written, and the steps
     # go on past it
-    assert _stop_after_step(config_path, run, stopped_at + 10) > stopped_at
+    output = []
+    assert _stop_after_step(config_path, run, stopped_at + 10, output) > stopped_at
+    assert f"resumed from the checkpoint at step {stopped_at}" in output[0]
     after = (run / "metrics.jsonl").read_text().splitlines()
     assert after[: len(kept)] == kept
     steps = [json.loads(line)["step"] for line in after]
     assert steps == sorted(set(steps))
 
 
-def _stop_after_step(config_path, run, step: int) -> int:
+def _stop_after_step(config_path, run, step: int, output: list | None = None) -> int:
     """Train ``config_path`` in ``run`` (resuming) until ``step`` is logged, then SIGTERM it;
-    the step its checkpoint was written at."""
+    the step its checkpoint was written at. ``output`` gets what the process printed."""
     process = _run_in_subprocess(config_path, run)
     _wait_for(lambda: max(_logged_steps(run), default=0) >= step)
     process.send_signal(signal.SIGTERM)
-    assert process.wait(timeout=60) == 130
+    printed, _ = process.communicate(timeout=60)
+    assert process.returncode == 130
+    if output is not None:
+        output.append(printed.decode())
     return _checkpoint_step(run)
 
 
