@@ -184,12 +184,14 @@ def run_demo(
     points = prepare_points(results.load(out), source=str(out))
     options = {"bootstrap_samples": 30 if tiny else BOOTSTRAP, "seed": 0}
     earlier = earlier_fits(runs, points, options)
-    say(
-        f"fitting the {', '.join(n for n in LAWS if n not in earlier) or 'no'} laws to "
-        f"{len(points)} points, {options['bootstrap_samples']} bootstraps, each backtested "
-        "without the largest budget"
-        + (f" ({', '.join(earlier)}: fitted by an earlier pass)" if earlier else "")
-    )
+    todo = [name for name in LAWS if name not in earlier]
+    if earlier:
+        say(f"{_laws(earlier)}: fitted on these points by an earlier pass")
+    if todo:
+        say(
+            f"fitting {_laws(todo)} to {len(points)} points, {options['bootstrap_samples']} "
+            "bootstraps, each backtested without the largest budget"
+        )
     laws, reasons = {}, {}
     for name in LAWS:
         if name in earlier:
@@ -283,6 +285,10 @@ def run_demo(
     runs.write_summary(summary)
     _draw(runs, points, laws, summary)
     return summary
+
+
+def _laws(names) -> str:
+    return f"the {', '.join(names)} law{'s' if len(names) > 1 else ''}"
 
 
 def _draw(runs, points, laws, summary) -> None:
