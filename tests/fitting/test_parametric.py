@@ -136,13 +136,15 @@ def test_too_few_points():
 
 @pytest.mark.slow
 def test_noisy_truth_lies_within_bootstrap_intervals_in_most_seeds():
+    # 95% intervals of all five parameters at once: 18 of these 20 seeds cover the truth (with
+    # 50 resamples as with 100; 50 halves the time)
     covered = 0
     for seed in range(20):
         df = isoflop_points(noise=0.01, seed=seed)
-        law = fit_parametric(df, bootstrap_samples=100, seed=seed, keep=16)
+        law = fit_parametric(df, bootstrap_samples=50, seed=seed, keep=16)
         inside = [law.intervals[k][0] <= v <= law.intervals[k][1] for k, v in CHINCHILLA.items()]
         covered += all(inside)
-    assert covered >= 11, covered
+    assert covered >= 15, covered
 
 
 def test_degenerate_bootstrap_samples_do_not_break_intervals():
