@@ -1,7 +1,11 @@
 import contextlib
+import json
 import os
 import signal
 import subprocess
+import sys
+import time
+from pathlib import Path
 
 import pytest
 import torch
@@ -36,3 +40,51 @@ def _kill_what_the_test_spawned():
             os.killpg(process.pid, signal.SIGKILL)
         with contextlib.suppress(subprocess.TimeoutExpired):
             process.wait(timeout=30)
+
+
+def wait_for(condition, timeout: float = 300.0, what: str = "") -> None:
+    """Poll ``condition`` until it holds: tests wait on events (a step logged, a checkpoint
+    written), never on a time that a loaded machine may overrun."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise TimeoutError(what)
+        time.sleep(0.1)
+
+
+def checkpoint_step(run: Path) -> int:
+    """The step of the run's checkpoint; -1 when there is none yet or it is being replaced."""
+    try:
+        return json.loads((run / "checkpoint" / "state.json").read_text())["step"]
+    except (FileNotFoundError, json.JSONDecodeError):
+        return -1
+
+
+def logged(run: Path) -> list[dict]:
+    """The run's metrics lines; none while the file is missing or a line is half written."""
+    try:
+        return [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    except (FileNotFoundError, json.JSONDecodeError):
+        return []
+
+
+def spawn_training(config_path: Path, out: Path) -> subprocess.Popen:
+    """`scaling train CONFIG --out OUT` in a process of its own, its output in a pipe."""
+    return spawn(
+        [sys.executable, "-m", "scaling", "train", str(config_path), "--out", str(out)]
+        + ["--no-progress"],
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+
+
+def train_until_step(config_path: Path, out: Path, step: int) -> tuple[int, str]:
+    """Train (resuming) until ``step`` is logged, then SIGTERM: (the step of the checkpoint
+    it wrote, what it printed)."""
+    process = spawn_training(config_path, out)
+    wait_for(lambda: max((x["step"] for x in logged(out)), default=0) >= step, what=str(out))
+    process.send_signal(signal.SIGTERM)
+    printed, _ = process.communicate(timeout=120)
+    assert process.returncode == 130, printed
+    return checkpoint_step(out), printed.decode()

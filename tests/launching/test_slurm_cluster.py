@@ -10,15 +10,13 @@ import json
 import os
 import re
 import shutil
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
-from ..conftest import spawn
+from ..conftest import checkpoint_step, logged, train_until_step, wait_for
 from .conftest import run_ids
 
 REPO = Path(__file__).resolve().parents[2]
@@ -61,14 +59,6 @@ def scaling(*args: str) -> subprocess.CompletedProcess:
         timeout=300,
         env={**os.environ, "COLUMNS": "200"},  # the status table's columns uncut
     )
-
-
-def wait_for(condition, timeout: float = 300.0, what: str = "") -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise TimeoutError(what)
-        time.sleep(0.2)
 
 
 def queue() -> dict[str, str]:
@@ -157,20 +147,6 @@ def cancel_jobs_at_the_end(slurm_cluster):
     wait_for(lambda: not queue(), timeout=120, what="the queue to empty")
 
 
-def checkpoint_step(run: Path) -> int:
-    try:
-        return json.loads((run / "checkpoint" / "state.json").read_text())["step"]
-    except (FileNotFoundError, json.JSONDecodeError):  # none yet, or being replaced
-        return -1
-
-
-def logged(run: Path) -> list[dict]:
-    try:
-        return [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
-    except (FileNotFoundError, json.JSONDecodeError):  # not there yet, or a line half written
-        return []
-
-
 def resumed_at(run: Path) -> list[int]:
     """The steps each resume of the run started from, from its train.log."""
     try:
@@ -189,15 +165,7 @@ def reference_losses(run: Path, tmp_path: Path, step: int) -> dict[int, dict]:
     """The run's config trained in one go (no Slurm, never stopped) until ``step`` is logged,
     then stopped: its metrics lines by step."""
     out = tmp_path / "reference"
-    process = spawn(
-        [sys.executable, "-m", "scaling", "train", str(run / "config.json"), "--out", str(out)]
-        + ["--no-progress"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    wait_for(lambda: max((x["step"] for x in logged(out)), default=0) >= step, what="reference")
-    process.send_signal(signal.SIGTERM)
-    assert process.wait(timeout=120) == 130
+    train_until_step(run / "config.json", out, step)
     return {line["step"]: line for line in logged(out)}
 
 

@@ -1,10 +1,5 @@
 import json
 import math
-import os
-import signal
-import subprocess
-import sys
-import time
 
 import pytest
 import torch
@@ -13,7 +8,7 @@ from scaling.config import ConfigError, TrainConfig
 from scaling.model import load_pretrained
 from scaling.training.trainer import train
 
-from ..conftest import spawn
+from ..conftest import checkpoint_step, spawn_training, train_until_step, wait_for
 from .conftest import tiny_run
 
 
@@ -115,34 +110,6 @@ def test_bf16_on_a_cpu_without_it(tmp_path, monkeypatch):
         train(tiny_run(precision="bf16"), tmp_path, progress=False)
 
 
-def _run_in_subprocess(config_path, out):
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    return spawn(
-        [
-            sys.executable,
-            "-m",
-            "scaling",
-            "train",
-            str(config_path),
-            "--out",
-            str(out),
-            "--no-progress",
-        ],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-    )
-
-
-def _wait_for(predicate, timeout=120):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if predicate():
-            return
-        time.sleep(0.05)
-    raise TimeoutError
-
-
 # The runs below are 100,000 steps long and never end here: each is stopped once a step is
 # logged (SIGTERM stops at a step boundary, kill -9 anywhere), so no test races a run's end
 # however slow the machine (a short run once finished before its signal on a loaded one).
@@ -154,15 +121,15 @@ def test_resume_after_kill_9_is_exact(tmp_path):
     config_path = tmp_path / "config.json"
     config_path.write_text(tiny_run(tokens=LONG).model_dump_json())
     reference, run = tmp_path / "reference", tmp_path / "killed"
-    _stop_after_step(config_path, reference, 40)
+    train_until_step(config_path, reference, 40)
 
-    process = _run_in_subprocess(config_path, run)
-    _wait_for(lambda: _checkpoint_step(run) >= 20)
+    process = spawn_training(config_path, run)
+    wait_for(lambda: checkpoint_step(run) >= 20)
     process.kill()  # kill -9: no handler runs
     process.wait()
-    killed_at = _checkpoint_step(run)
+    killed_at = checkpoint_step(run)
     kept = [line for line in read_metrics(run) if line["step"] <= killed_at]
-    assert _stop_after_step(config_path, run, 40) > killed_at
+    assert train_until_step(config_path, run, 40)[0] > killed_at
     got = read_metrics(run)
     # resumed from the checkpoint, not restarted (a restart rewrites the lines, with other
     # times), and every step after it as in the run that was never killed
@@ -182,46 +149,18 @@ def test_sigterm_leaves_a_checkpoint_and_resumes(tmp_path):
     config = tiny_run(tokens=LONG, checkpoint_interval=1000, eval_interval=0)
     config_path.write_text(config.model_dump_json())
     run = tmp_path / "run"
-    stopped_at = _stop_after_step(config_path, run, 10)
+    stopped_at, _ = train_until_step(config_path, run, 10)
     assert stopped_at >= 10
     kept = (run / "metrics.jsonl").read_text().splitlines()
     # resumed from the checkpoint: the first run's lines are kept as written, and the steps
     # go on past it
-    output = []
-    assert _stop_after_step(config_path, run, stopped_at + 10, output) > stopped_at
-    assert f"resumed from the checkpoint at step {stopped_at}" in output[0]
+    step, output = train_until_step(config_path, run, stopped_at + 10)
+    assert step > stopped_at
+    assert f"resumed from the checkpoint at step {stopped_at}" in output
     after = (run / "metrics.jsonl").read_text().splitlines()
     assert after[: len(kept)] == kept
     steps = [json.loads(line)["step"] for line in after]
     assert steps == sorted(set(steps))
-
-
-def _stop_after_step(config_path, run, step: int, output: list | None = None) -> int:
-    """Train ``config_path`` in ``run`` (resuming) until ``step`` is logged, then SIGTERM it;
-    the step its checkpoint was written at. ``output`` gets what the process printed."""
-    process = _run_in_subprocess(config_path, run)
-    _wait_for(lambda: max(_logged_steps(run), default=0) >= step)
-    process.send_signal(signal.SIGTERM)
-    printed, _ = process.communicate(timeout=60)
-    assert process.returncode == 130
-    if output is not None:
-        output.append(printed.decode())
-    return _checkpoint_step(run)
-
-
-def _checkpoint_step(run) -> int:
-    try:
-        return json.loads((run / "checkpoint" / "state.json").read_text())["step"]
-    except (FileNotFoundError, json.JSONDecodeError):  # none yet, or being replaced
-        return -1
-
-
-def _logged_steps(run) -> list[int]:
-    try:
-        lines = (run / "metrics.jsonl").read_text().splitlines()
-        return [json.loads(line)["step"] for line in lines]
-    except (FileNotFoundError, json.JSONDecodeError):  # not there yet, or a line half written
-        return []
 
 
 def test_activation_checkpointing_changes_nothing_but_memory(tmp_path):
