@@ -70,12 +70,14 @@ def test_count_bad_inputs_exit_2_with_one_line(tmp_path):
 
 
 def test_a_missing_input_is_refused_before_the_heavy_imports(tmp_path):
-    """`scaling fit` and `scaling predict` check their file before importing pandas and scipy:
-    a typo answers at once (checked by what was imported, not by a clock)."""
+    """`scaling fit`, `scaling predict` and `scaling published` check their file or dataset
+    name before importing pandas and scipy: a typo answers at once (checked by what was
+    imported, not by a clock)."""
     code = (
         "import sys\n"
         "from scaling.cli import app\n"
-        "for args in (['fit', 'missing.csv'], ['predict', '--fit', 'missing.json']):\n"
+        "for args in (['fit', 'missing.csv'], ['predict', '--fit', 'missing.json'],\n"
+        "             ['fit', 'builtin:missing'], ['published', 'missing']):\n"
         "    try:\n"
         "        app(args)\n"
         "    except SystemExit as exit:\n"
@@ -89,3 +91,4 @@ def test_a_missing_input_is_refused_before_the_heavy_imports(tmp_path):
     assert done.returncode == 0, done.stderr
     assert "missing.csv: no such file" in done.stderr
     assert "missing.json: no such fit file" in done.stderr
+    assert done.stderr.count("builtin:missing: no such published dataset") == 2

@@ -110,4 +110,15 @@ JsonOption = Annotated[bool, typer.Option("--json", help="One JSON object on std
 
 
 # The commands register themselves on ``app`` when their modules are imported.
-from scaling.cli import count, data, demo, export, fit, launch, plan, plot, train  # noqa: E402, F401
+from scaling.cli import (  # noqa: E402, F401
+    count,
+    data,
+    demo,
+    export,
+    fit,
+    launch,
+    plan,
+    plot,
+    published,
+    train,
+)

@@ -91,7 +91,13 @@ def _law_table(outcome) -> None:
 
 @app.command()
 def fit(
-    source: Annotated[Path, typer.Argument(help="A runs directory, or a CSV/Parquet of points.")],
+    source: Annotated[
+        Path,
+        typer.Argument(
+            help="A runs directory, a CSV/Parquet of points, or builtin:NAME (published points; "
+            "scaling published lists them)."
+        ),
+    ],
     law: Annotated[
         str,
         typer.Option(
@@ -168,8 +174,15 @@ def fit(
     with bootstrap intervals and an optional backtest; write the fit file.
 
     Example: scaling fit points.csv --law parametric --bootstrap 200 --out fits/chinchilla.json
+
+    Example: scaling fit builtin:chinchilla --drop-highest 5 (Epoch AI's 240 points)
     """
-    if not source.exists():  # before the heavy imports: a typo answers at once
+    from scaling import published  # light: a bad name answers before the heavy imports
+
+    if published.is_builtin(source):
+        if message := published.unknown(str(source)):
+            raise fail(message)
+    elif not source.exists():  # before the heavy imports: a typo answers at once
         raise fail(f"{source}: no such file or directory")
     if base is not None and not base.is_file():
         raise fail(f"--base {base}: no such fit file")

@@ -12,7 +12,10 @@ from scaling.cli import app, errors, fail
 
 @app.command()
 def plot(
-    source: Annotated[Path, typer.Argument(help="A runs directory, or a CSV/Parquet of points.")],
+    source: Annotated[
+        Path,
+        typer.Argument(help="A runs directory, a CSV/Parquet of points, or builtin:NAME."),
+    ],
     out: Annotated[
         Path | None,
         typer.Option(help="Folder for the figures (default: RUNS/figures, or ./figures)."),

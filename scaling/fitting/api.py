@@ -29,7 +29,12 @@ OPTIMA_MULTIPLES = (1, 10, 100)  # the compute-optimal table: the largest budget
 
 
 def load_source(source: str | Path) -> tuple[pd.DataFrame, RunsDir | None]:
-    """(table, runs directory or None) from a runs directory or a CSV/Parquet file."""
+    """(table, runs directory or None) from a runs directory, a CSV/Parquet file or a
+    bundled published dataset (``builtin:chinchilla``; see ``scaling.published``)."""
+    from scaling import published
+
+    if published.is_builtin(source):
+        return published.load(str(source)), None
     path = Path(source)
     if path.is_dir():
         from scaling import results

@@ -1,0 +1,83 @@
+"""`scaling published`: the published points bundled with the package, and their provenance."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from scaling.cli import JsonOption, app, errors, fail, json_rows
+
+
+@app.command()
+def published(
+    name: Annotated[
+        str | None, typer.Argument(help="A dataset: where it comes from (default: list them).")
+    ] = None,
+    csv: Annotated[
+        Path | None,
+        typer.Option("--csv", help="Write the dataset's points to this CSV (a new file)."),
+    ] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Published points bundled with scaling, each with its paper, figure, extraction and
+    licence. Fit one with `scaling fit builtin:NAME`.
+
+    Example: scaling fit builtin:chinchilla --drop-highest 5 (Epoch AI's 240 points)
+    """
+    from scaling import published as bundled
+
+    if name is None:
+        if csv is not None:
+            raise fail("--csv: name the dataset to write, e.g. scaling published chinchilla --csv")
+        rows = [
+            {"name": f"builtin:{d.name}", "rows": len(d.points()), "summary": d.summary}
+            for d in bundled.DATASETS.values()
+        ]
+        if as_json:
+            typer.echo(json.dumps(rows))
+            return
+        from rich.console import Console
+        from rich.table import Table
+
+        table = Table(title="published points (scaling fit builtin:NAME)", title_justify="left")
+        for column in ("name", "rows", "summary"):
+            table.add_column(column)
+        for row in rows:
+            table.add_row(row["name"], str(row["rows"]), row["summary"])
+        Console().print(table)
+        return
+
+    if message := bundled.unknown(name):
+        raise fail(message)
+    with errors():
+        record = bundled.provenance(name)
+        points = bundled.load(name)
+    if csv is not None:
+        if csv.exists():
+            raise fail(f"--csv {csv}: exists; give a new file (nothing was written)")
+        points.to_csv(csv, index=False)
+    if as_json:
+        typer.echo(json.dumps({**record, "points": json_rows(points)}))
+        return
+    typer.echo(f"builtin:{record['name']}: {record['summary']} ({len(points)} points)")
+    paper, extraction = record["paper"], record["extraction"]
+    typer.echo(f"figure: {record['figure']}")
+    typer.echo(f"paper: {paper['authors']}, {paper['title']}, arXiv:{paper['arxiv']}")
+    typer.echo(f"extracted by: {extraction['by']}, {extraction['paper']}")
+    typer.echo(f"  {extraction['repository']} at {extraction['commit']}")
+    typer.echo(f"parameter axis: {record['params_axis']}")
+    typer.echo(f"licence: {record['licence']}")
+    typer.echo(f"use: {record['use']}")
+    fit = record["published_fit"]
+    typer.echo(
+        "published fit: "
+        + ", ".join(f"{k} = {fit[k]}" for k in ("E", "A", "B", "alpha", "beta", "a"))
+    )
+    typer.echo("how it was read (scaling published NAME --json for everything):")
+    for step in record["procedure"]:
+        typer.echo(f"  - {step}")
+    if csv is not None:
+        typer.echo(f"wrote {csv}")
