@@ -7,11 +7,14 @@ import pytest
 
 from scaling.config import DataConfig
 from scaling.data.corpus import (
+    STDLIB_TEST_DIRS,
     DataError,
     ReadStats,
+    _stdlib_files,
     corpus_fingerprint,
     is_validation,
     iter_documents,
+    stdlib_root,
 )
 
 
@@ -59,6 +62,23 @@ def test_builtin_stdlib_corpus():
     assert stats.bytes <= 300_000
     with_tests = DataConfig(source="builtin:python-stdlib", include_tests=True)
     assert any("/test/" in d.name for d in iter_documents(with_tests))
+
+
+@pytest.mark.parametrize("include_tests", [False, True])
+def test_the_pruned_stdlib_walk_lists_what_filtering_every_file_listed(include_tests):
+    """The corpus (and so its cache key) is unchanged by the faster walk: the reference is the
+    plain definition, every .py under the stdlib but site-packages (and, unless asked, the
+    test folders)."""
+    root = stdlib_root()
+    reference = []
+    for path in root.rglob("*.py"):
+        parts = path.relative_to(root).parts
+        if "site-packages" in parts or "dist-packages" in parts:
+            continue
+        if not include_tests and STDLIB_TEST_DIRS.intersection(parts[:-1]):
+            continue
+        reference.append(path)
+    assert _stdlib_files(include_tests) == sorted(reference)
 
 
 def test_max_bytes_stops_at_a_document_boundary(corpus):
