@@ -8,6 +8,9 @@
    model measured in the same process (target: sampling at least 20x faster than training
    consumes). The model is the ~10M-parameter shape of benchmarks/model_step.py, the size of
    the largest model a CPU demo trains.
+3. Finds the prepared entry again, as every run start does (the corpus fingerprint), and lists
+   the standard library's files both ways: the pruned walk the corpus uses against the plain
+   reference that walks every installed package and filters (the same list).
 """
 
 from __future__ import annotations
@@ -25,6 +28,12 @@ torch.set_flush_denormal(True)  # before torch starts its threads
 
 from scaling.config import DataConfig, ModelConfig  # noqa: E402
 from scaling.data import WindowSampler, prepare_data  # noqa: E402
+from scaling.data.corpus import (  # noqa: E402
+    STDLIB_TEST_DIRS,
+    _stdlib_files,
+    corpus_fingerprint,
+    stdlib_root,
+)
 from scaling.model import Transformer  # noqa: E402
 
 
@@ -69,6 +78,17 @@ def main() -> None:
                 times.append(time.perf_counter() - start)
         train_rate = args.batch * args.seq_len / sorted(times)[len(times) // 2]
 
+        start = time.perf_counter()
+        corpus_fingerprint(cfg)
+        fingerprint_s = time.perf_counter() - start
+        start = time.perf_counter()
+        pruned = _stdlib_files(include_tests=False)
+        pruned_s = time.perf_counter() - start
+        start = time.perf_counter()
+        reference = _listing_by_filtering()
+        reference_s = time.perf_counter() - start
+        assert pruned == reference
+
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}")
     print("| measure | value | target |")
     print("|---|---|---|")
@@ -83,6 +103,28 @@ def main() -> None:
     print(f"| sampling (batch {args.batch} x {args.seq_len}) | {sample_rate:,.0f} tokens/s | |")
     print(f"| training, 10M model fwd+bwd | {train_rate:,.0f} tokens/s | |")
     print(f"| sampling / training | {sample_rate / train_rate:,.0f}x | >= 20x |")
+    print(
+        f"| find the prepared entry again (fingerprint, each run start) | {fingerprint_s:.2f} s | |"
+    )
+    print(
+        f"| list the stdlib ({len(pruned)} files): pruned walk / filtering every file "
+        f"| {pruned_s * 1e3:.0f} ms / {reference_s * 1e3:.0f} ms "
+        f"({reference_s / pruned_s:.0f}x) | same list |"
+    )
+
+
+def _listing_by_filtering() -> list[Path]:
+    """The plain definition: every .py under the stdlib, filtered afterwards."""
+    root = stdlib_root()
+    files = []
+    for path in root.rglob("*.py"):
+        parts = path.relative_to(root).parts
+        if "site-packages" in parts or "dist-packages" in parts:
+            continue
+        if STDLIB_TEST_DIRS.intersection(parts[:-1]):
+            continue
+        files.append(path)
+    return sorted(files)
 
 
 if __name__ == "__main__":
