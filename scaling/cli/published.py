@@ -22,8 +22,10 @@ def published(
     ] = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Published points bundled with scaling, each with its paper, figure, extraction and
-    licence. Fit one with `scaling fit builtin:NAME`.
+    """List the published points bundled with scaling, or show where one comes from.
+
+    Each dataset carries its paper, figure, extraction, licence and how its numbers were
+    read. Fit one with `scaling fit builtin:NAME`.
 
     Example: scaling fit builtin:chinchilla --drop-highest 5 (Epoch AI's 240 points)
     """
