@@ -24,7 +24,6 @@ class Dataset:
     name: str
     summary: str
     params_axis: str  # a key of scaling.published.chinchilla.PARAMS_AXES
-    axis_note: str
 
     def points(self) -> pd.DataFrame:
         from scaling.published import chinchilla
@@ -39,13 +38,11 @@ DATASETS = {
             "chinchilla",
             "Hoffmann et al. (2022) Fig. 4, 245 runs as Epoch AI extracted and fitted them",
             "epoch-2024",
-            "100B at svg_y 26.872, 100M at svg_y 319.125 (Epoch AI, 2024)",
         ),
         Dataset(
             "chinchilla-corrected",
             "the same 245 runs, parameter axis corrected (models 2-9% larger)",
             "corrected",
-            "100B at svg_y 26.872, 100M at svg_y 322.703 (corrected)",
         ),
     )
 }
@@ -84,4 +81,6 @@ def provenance(name: str) -> dict[str, Any]:
 
     found = dataset(name)
     record = json.loads((chinchilla.HERE / chinchilla.PROVENANCE).read_text())
-    return {"name": found.name, "summary": found.summary, "params_axis": found.axis_note, **record}
+    (top, _), (bottom, _) = chinchilla.PARAMS_AXES[found.params_axis]
+    axis = f"100B at svg_y {top}, 100M at svg_y {bottom} ({found.params_axis})"
+    return {"name": found.name, "summary": found.summary, "params_axis": axis, **record}
