@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -209,7 +210,14 @@ def launch_slurm(
     submit. ``cluster = "local"`` in the settings runs the tasks as local processes."""
     runs = runs.resolve()  # array tasks may start in another directory
     settings = slurm_settings(runs, overrides)
-    on_slurm = settings.get("cluster", "slurm") == "slurm"
+    cluster = settings.get("cluster", "slurm")
+    on_slurm = cluster == "slurm"
+    missing = slurm_commands_missing()
+    if on_slurm and missing and not dry_run:
+        # submitit's AutoExecutor would fall back to training here, in the background.
+        raise ConfigError(
+            f"no Slurm here: {'/'.join(missing)} not on PATH; use --dry-run to see the script"
+        )
     directory = RunsDir(runs)
     selected = select_runs(directory.read_plan(), options)
     states = {r: state.run_state(directory.run(r), options.stale_after) for r in selected}
@@ -222,14 +230,20 @@ def launch_slurm(
         if not tasks:
             return "# nothing would be submitted: every selected run is done, queued or running"
         script = _sbatch_script(directory.slurm_logs, runs.name, params, tasks)
-        return f"# {len(tasks)} run(s) would be submitted as one array\n{script}"
+        header = f"# {len(tasks)} run(s) would be submitted as one array"
+        if missing:
+            header += (
+                f"\n# no Slurm found here ({'/'.join(missing)} not on PATH): this is the script "
+                "a cluster's login node would submit"
+            )
+        return f"{header}\n{script}"
     queued = sum(s == "queued" for s in states.values())
     if not tasks:
         waiting = f" ({queued} queued in Slurm)" if queued else ""
         return f"nothing to submit: every selected run is done, queued, running or failed{waiting}"
-    executor = submitit.AutoExecutor(
-        folder=directory.slurm_logs / "%j", cluster=settings.get("cluster")
-    )
+    # The cluster is always named: given none, submitit picks whatever it finds, and that is
+    # its local executor on a machine without Slurm.
+    executor = submitit.AutoExecutor(folder=directory.slurm_logs / "%j", cluster=cluster)
     executor.update_parameters(
         name=runs.name,
         **(params if executor.cluster == "slurm" else {"timeout_min": params["timeout_min"]}),
@@ -248,19 +262,29 @@ def launch_slurm(
     return f"submitted {len(jobs)} run(s) as a job array ({ids}{more}){also}"
 
 
+def slurm_commands_missing() -> list[str]:
+    """The Slurm client commands a submission needs that are not on PATH (none on a login
+    node)."""
+    return [command for command in ("sbatch", "srun") if shutil.which(command) is None]
+
+
 def _sbatch_script(folder: Path, name: str, params: dict[str, Any], tasks: list) -> str:
     """The sbatch script submitit would submit, made by submitit itself: the submission goes
-    through its public API to a stand-in ``sbatch`` that keeps the script and submits nothing.
-    The tasks are pickled into a scratch folder, whose path is swapped for ``folder``."""
+    through its public API to a stand-in ``sbatch`` that keeps the script and submits nothing
+    (and a stand-in ``srun``, which submitit looks for before it writes anything, so the script
+    comes out on a machine without Slurm too). The tasks are pickled into a scratch folder,
+    whose path is swapped for ``folder``."""
     with tempfile.TemporaryDirectory() as scratch_name:
         scratch = Path(scratch_name)
         bin_dir = scratch / "bin"
         bin_dir.mkdir()
-        stand_in = bin_dir / "sbatch"
-        stand_in.write_text(
-            f'#!/bin/sh\ncp "$1" "{scratch}/script.sh"\necho "Submitted batch job 0"\n'
-        )
-        stand_in.chmod(0o755)
+        stand_ins = {
+            "sbatch": f'#!/bin/sh\ncp "$1" "{scratch}/script.sh"\necho "Submitted batch job 0"\n',
+            "srun": "#!/bin/sh\nexit 1\n",
+        }
+        for command, text in stand_ins.items():
+            (bin_dir / command).write_text(text)
+            (bin_dir / command).chmod(0o755)
         path = os.environ.get("PATH", "")
         os.environ["PATH"] = f"{bin_dir}{os.pathsep}{path}"
         try:

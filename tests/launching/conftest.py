@@ -1,3 +1,6 @@
+import os
+from pathlib import Path
+
 import pytest
 from typer.testing import CliRunner
 
@@ -56,3 +59,22 @@ def plan_dir(tmp_path, monkeypatch):
 
 def run_ids(runs):
     return sorted(p.name for p in (runs / "runs").iterdir())
+
+
+@pytest.fixture
+def path_without_slurm(tmp_path):
+    """PATH as it is, but with Slurm's client commands gone: each folder on it that holds
+    sbatch or srun is replaced by a folder of links to everything else in it."""
+    folders = []
+    for index, folder in enumerate(os.environ.get("PATH", "").split(os.pathsep)):
+        here = Path(folder)
+        if not any((here / command).exists() for command in ("sbatch", "srun")):
+            folders.append(folder)
+            continue
+        copy = tmp_path / f"path{index}"
+        copy.mkdir()
+        for entry in here.iterdir():
+            if entry.name not in ("sbatch", "srun"):
+                (copy / entry.name).symlink_to(entry)
+        folders.append(str(copy))
+    return os.pathsep.join(folders)

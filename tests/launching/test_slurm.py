@@ -2,6 +2,9 @@
 executor (the same job array code, with processes instead of Slurm jobs)."""
 
 import json
+import os
+import subprocess
+import sys
 
 import pytest
 from typer.testing import CliRunner
@@ -63,3 +66,37 @@ def test_dry_run_prints_the_sbatch_script(plan_dir, tmp_path):
         app, ["launch", str(runs), "--executor", "slurm", "--dry-run", "--slurm", "queue=fast"]
     )
     assert bad.exit_code == 2 and "queue: unknown key" in bad.output
+
+
+def _launch_slurm_without_slurm(runs, path: str, *flags: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "scaling", "launch", str(runs), "--executor", "slurm", *flags],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "PATH": path},
+    )
+
+
+def test_without_slurm_the_dry_run_prints_the_script_and_says_so(plan_dir, path_without_slurm):
+    runs = plan_dir()
+    before = sorted(str(p) for p in runs.rglob("*"))
+    shown = _launch_slurm_without_slurm(runs, path_without_slurm, "--dry-run")
+    assert shown.returncode == 0, shown.stderr
+    assert "# no Slurm found here (sbatch/srun not on PATH)" in shown.stdout
+    assert "#SBATCH --array=0-2%3" in shown.stdout and "srun --unbuffered" in shown.stdout
+    assert sorted(str(p) for p in runs.rglob("*")) == before  # nothing written
+
+
+def test_without_slurm_a_launch_is_refused_in_one_line(plan_dir, path_without_slurm):
+    """submitit, given no cluster, falls back to its local executor and trains here in the
+    background: --executor slurm means Slurm, so the launch is refused instead."""
+    runs = plan_dir()
+    before = sorted(str(p) for p in runs.rglob("*"))
+    refused = _launch_slurm_without_slurm(runs, path_without_slurm)
+    assert refused.returncode == 2, refused.stdout + refused.stderr
+    assert refused.stderr.strip().splitlines() == [
+        "error: no Slurm here: sbatch/srun not on PATH; use --dry-run to see the script"
+    ]
+    assert refused.stdout == ""
+    assert sorted(str(p) for p in runs.rglob("*")) == before  # nothing claimed or written

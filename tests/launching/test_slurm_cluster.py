@@ -27,7 +27,7 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def slurm_cluster(tmp_path_factory):
-    missing = shutil.which("slurmctld") is None or shutil.which("munged") is None
+    missing = any(shutil.which(c) is None for c in ("slurmctld", "munged", "sbatch", "srun"))
     reason = "Slurm is not installed (scripts/slurm_cluster.sh install)" if missing else None
     if reason is None and os.geteuid() != 0:
         reason = "the one-node cluster runs its daemons as root"
