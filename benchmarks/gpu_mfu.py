@@ -52,7 +52,7 @@ def measure(cfg: ModelConfig, batch: int, seq_len: int, steps: int = 10) -> floa
 
 
 def main() -> None:
-    name, peak = device_peak_flops(torch.device("cuda"))
+    name, peak = device_peak_flops(torch.device("cuda"), "bf16")
     print(
         f"device: {name}, peak bf16 {peak / 1e12 if peak else float('nan'):.0f} TFLOP/s, "
         f"torch {torch.__version__}"

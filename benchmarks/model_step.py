@@ -1,6 +1,6 @@
 """Forward+backward throughput of our Transformer against a plain PyTorch GPT of the same shape.
 
-    python benchmarks/model_step.py [--steps 6] [--device cpu]
+    python benchmarks/model_step.py [--steps 6] [--device cpu] [--bf16]
 
 Prints tokens/s of: the plain reference (written below, nanoGPT style), our dense model of
 the same shape, and an MoE (8 experts, top-2, each expert half the dense width, so the same
@@ -67,11 +67,21 @@ class PlainGPT(nn.Module):
         return F.cross_entropy(logits.float().view(-1, logits.shape[-1]), targets.view(-1))
 
 
-def step_seconds(loss_fn, model: nn.Module) -> float:
+def step_seconds(loss_fn, model: nn.Module, device: torch.device, bf16: bool) -> float:
+    """One forward and backward, timed to the end of its kernels: CUDA returns from
+    backward() once they are queued, so the clock stops after a synchronize."""
+
+    def sync():
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+
+    sync()
     start = time.perf_counter()
-    loss = loss_fn()
+    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+        loss = loss_fn()
     loss.backward()
     model.zero_grad(set_to_none=True)
+    sync()
     return time.perf_counter() - start
 
 
@@ -81,6 +91,7 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--seq-len", type=int, default=256)
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--bf16", action="store_true", help="under bf16 autocast (GPUs)")
     args = parser.parse_args()
     torch.manual_seed(0)
     device = torch.device(args.device)
@@ -105,9 +116,7 @@ def main() -> None:
     times: dict[str, list[float]] = {name: [] for name in models}
     for round_ in range(args.steps + 2):
         for name, model in models.items():
-            seconds = step_seconds(loss_fns[name], model)
-            if device.type == "cuda":
-                torch.cuda.synchronize()
+            seconds = step_seconds(loss_fns[name], model, device, args.bf16)
             if round_ >= 2:
                 times[name].append(seconds)
 

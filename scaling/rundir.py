@@ -79,6 +79,10 @@ class RunDir:
         return self.path / "slurm_job.json"
 
     @property
+    def stopped_path(self) -> Path:
+        return self.path / "stopped.json"
+
+    @property
     def log_path(self) -> Path:
         return self.path / "train.log"
 
@@ -156,6 +160,20 @@ class RunDir:
 
     def forget_slurm_job(self) -> None:
         self.slurm_job_path.unlink(missing_ok=True)
+
+    # -- stopped.json --------------------------------------------------------------------------
+    def write_stopped(self, step: int, reason: str) -> None:
+        """The trainer stopped on a signal with its checkpoint at ``step``: how a launcher
+        knows, where torchrun or ``accelerate launch`` turns the trainer's exit code 130 into
+        1."""
+        write_json_atomic(self.stopped_path, {"step": step, "reason": reason})
+
+    def was_stopped(self) -> bool:
+        return self.stopped_path.is_file()
+
+    def clear_stopped(self) -> None:
+        """Before a launcher starts the run's trainer: only that start may leave the mark."""
+        self.stopped_path.unlink(missing_ok=True)
 
     # -- metrics.jsonl -------------------------------------------------------------------------
     def read_metrics(self) -> list[dict[str, Any]]:

@@ -12,6 +12,10 @@ import torch
 
 # Subnormal floats in the backward pass slow CPU matmuls by up to 50x; set before any work.
 torch.set_flush_denormal(True)
+if torch.cuda.is_available():
+    # The tests that compare two runs to 1e-6 rely on deterministic kernels: always so on CPU,
+    # on CUDA only when asked (with CUBLAS_WORKSPACE_CONFIG=:4096:8, as gpu_check.sh sets).
+    torch.use_deterministic_algorithms(True, warn_only=True)
 
 _spawned: list[subprocess.Popen] = []
 

@@ -26,8 +26,15 @@ StaleOption = Annotated[
 def launch(
     runs: RunsArg,
     executor: Annotated[str, typer.Option(help="local or slurm.")] = "local",
-    max_parallel: Annotated[int, typer.Option(help="Runs at once (local).")] = 1,
-    gpus_per_run: Annotated[int, typer.Option(help="GPUs per run; >1 starts torchrun.")] = 1,
+    max_parallel: Annotated[
+        int | None, typer.Option(help="Local: runs at once (default 1).", show_default=False)
+    ] = None,
+    gpus_per_run: Annotated[
+        int | None,
+        typer.Option(
+            help="Local: GPUs per run (default 1); >1 starts torchrun.", show_default=False
+        ),
+    ] = None,
     order: Annotated[str, typer.Option(help="small-first or large-first.")] = "small-first",
     only: Annotated[
         str | None,
@@ -36,10 +43,21 @@ def launch(
         ),
     ] = None,
     skip: Annotated[str | None, typer.Option(help="Like --only, for runs to leave out.")] = None,
-    retries: Annotated[int, typer.Option(help="Retries of a failed run.")] = 0,
-    retry_diverged: Annotated[bool, typer.Option(help="Retry diverged runs too.")] = False,
+    retries: Annotated[
+        int | None,
+        typer.Option(help="Local: retries of a failed run (default 0).", show_default=False),
+    ] = None,
+    retry_diverged: Annotated[
+        bool | None, typer.Option(help="Local: retry diverged runs too.", show_default=False)
+    ] = None,
     stale_after: StaleOption = 120.0,
-    dry_run: Annotated[bool, typer.Option(help="Slurm: print the sbatch script only.")] = False,
+    dry_run: Annotated[
+        bool,
+        typer.Option(
+            help="Start nothing: print what would run (local: runs, order, devices, estimated "
+            "wall time; Slurm: the sbatch script)."
+        ),
+    ] = False,
     slurm: Annotated[
         list[str] | None,
         typer.Option(
@@ -47,14 +65,43 @@ def launch(
             "cpus_per_task, mem_gb, array_parallelism); override [launch.slurm]."
         ),
     ] = None,
-    progress: Annotated[bool, typer.Option(help="The live table.")] = True,
+    progress: Annotated[
+        bool | None, typer.Option(help="Local: the live table (default on).", show_default=False)
+    ] = None,
+    as_json: JsonOption = False,
 ) -> None:
     """Train every pending run of a plan, each exactly once, resuming any that stopped.
 
     Two launchers on one directory share the work. Ctrl-C checkpoints the running runs;
-    launching again resumes them.
+    launching again resumes them. A flag the chosen executor does not use is refused.
     Example: scaling launch scaling-demo --max-parallel 2
     """
+    given = {
+        "--max-parallel": max_parallel,
+        "--gpus-per-run": gpus_per_run,
+        "--retries": retries,
+        "--retry-diverged": retry_diverged,
+        "--progress/--no-progress": progress,
+        "--slurm": slurm,
+    }
+    if executor not in ("local", "slurm"):
+        raise fail(f"--executor {executor!r}: local or slurm")
+    unused = [
+        flag for flag, value in given.items() if value is not None and flag not in USES[executor]
+    ]
+    if unused:
+        raise fail(
+            f"{', '.join(unused)}: not used by --executor {executor} ({USES_NOTE[executor]})"
+        )
+    if as_json and not dry_run:
+        raise fail("--json: with --dry-run only")
+    max_parallel = 1 if max_parallel is None else max_parallel
+    gpus_per_run = 1 if gpus_per_run is None else gpus_per_run
+    retries = 0 if retries is None else retries
+    if max_parallel < 1 or gpus_per_run < 1 or retries < 0:
+        raise fail("--max-parallel and --gpus-per-run must be at least 1, --retries at least 0")
+    progress = True if progress is None else progress
+
     import torch
 
     torch.set_flush_denormal(True)
@@ -68,14 +115,10 @@ def launch(
         only=only,
         skip=skip,
         retries=retries,
-        retry_diverged=retry_diverged,
+        retry_diverged=bool(retry_diverged),
         stale_after=stale_after,
         progress=progress,
     )
-    if max_parallel < 1 or gpus_per_run < 1 or retries < 0:
-        raise fail("--max-parallel and --gpus-per-run must be at least 1, --retries at least 0")
-    if executor not in ("local", "slurm"):
-        raise fail(f"--executor {executor!r}: local or slurm")
     with errors(LAUNCH_FLAGS):
         if executor == "slurm":
             from scaling.cli import _parse_override
@@ -83,6 +126,11 @@ def launch(
 
             overrides = dict(_parse_override(item) for item in slurm or [])
             typer.echo(launch_slurm(runs, options, dry_run=dry_run, overrides=overrides))
+            return
+        if dry_run:
+            from scaling.launching.dry_run import local_dry_run
+
+            _print_dry_run(local_dry_run(runs, options), options, as_json)
             return
         local = LocalExecutor(runs, options)
         finished = _run_with_table(local, runs, progress, stale_after)
@@ -105,6 +153,72 @@ def launch(
         raise typer.Exit(code=1)
 
 
+# The flags each executor reads; any other given is refused rather than ignored.
+USES = {
+    "local": {
+        "--max-parallel",
+        "--gpus-per-run",
+        "--retries",
+        "--retry-diverged",
+        "--progress/--no-progress",
+    },
+    "slurm": {"--slurm"},
+}
+USES_NOTE = {
+    "local": "Slurm resources go with --executor slurm",
+    "slurm": "Slurm takes parallelism and GPUs from [launch.slurm] and --slurm KEY=VALUE "
+    "(array_parallelism, gpus_per_node, nodes), and requeues instead of retrying",
+}
+
+
+def _print_dry_run(frame, options, as_json: bool) -> None:
+    """The local executor's plan: a table (or JSON), then one line of totals."""
+    to_train = frame[frame["action"] != "skip"] if len(frame) else frame
+    wall = float((to_train["start_s"] + to_train["wall_s"]).max()) if len(to_train) else 0.0
+    if as_json:
+        typer.echo(
+            json.dumps(
+                {"runs": json_rows(frame), "to_train": len(to_train), "estimated_wall_s": wall}
+            )
+        )
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title="would run (dry run: nothing started or claimed)", title_justify="left")
+    for column in ("#", "run_id", "params", "FLOPs", "state", "action", "devices", "start", "wall"):
+        table.add_column(
+            column,
+            justify="left" if column in ("run_id", "state", "action", "devices") else "right",
+        )
+    for row in frame.itertuples():
+        table.add_row(
+            str(row.order),
+            row.run_id,
+            f"{row.params:,}",
+            f"{row.flops:.3g}",
+            row.state,
+            row.action,
+            row.devices,
+            "" if row.start_s is None or row.start_s != row.start_s else _duration(row.start_s),
+            "" if row.wall_s is None or row.wall_s != row.wall_s else _duration(row.wall_s),
+        )
+    Console().print(table)
+    typer.echo(
+        f"{len(to_train)} of {len(frame)} selected run(s) would train here, "
+        f"{options.max_parallel} at a time, in about {_duration(wall)} (estimated from the "
+        "plan's FLOPs); nothing was started or claimed"
+    )
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 120:
+        return f"{seconds:.0f}s"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f}min"
+    return f"{seconds / 3600:.1f}h"
+
+
 _NOT_DONE = {
     "running": "running elsewhere",
     "stale": "stale (their owner stopped beating; launch again after --stale-after)",
@@ -112,7 +226,7 @@ _NOT_DONE = {
 }
 
 
-LAUNCH_FLAGS = {"order": "--order", "selection": "--only/--skip"}
+LAUNCH_FLAGS = {"order": "--order", "selection": "--only/--skip", "gpus_per_run": "--gpus-per-run"}
 
 
 @contextlib.contextmanager

@@ -30,12 +30,13 @@ def plan(
     adds the new ones, and lists the runs the spec no longer has (nothing is deleted).
     Example: scaling plan sweeps/demo.toml --out scaling-demo
     """
-    from scaling.planning.output import DEVICES, plan_frame, summary, write_plan
+    from scaling.devices import PLANNING_DEVICES
+    from scaling.planning.output import plan_frame, summary, write_plan
     from scaling.planning.plan import plan_sweep
     from scaling.planning.spec import load_spec
 
-    if device not in DEVICES:
-        raise fail(f"--device {device!r}: must be one of {', '.join(DEVICES)}")
+    if device not in PLANNING_DEVICES:
+        raise fail(f"--device {device!r}: must be one of {', '.join(PLANNING_DEVICES)}")
     if mfu is not None and not 0 < mfu <= 1:
         raise fail(f"--mfu {mfu}: must be in (0, 1]")
     if out is None and not dry_run:

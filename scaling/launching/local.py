@@ -21,6 +21,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from scaling import devices
 from scaling.config import ConfigError
 from scaling.launching import state
 from scaling.rundir import RunDir, RunsDir
@@ -99,21 +100,48 @@ def _die_with_parent() -> None:
 
 
 def _command(config: Path, gpus: int) -> list[str]:
-    """``scaling train`` of one config, under torchrun for several GPUs."""
+    """``scaling train`` of one config, under torchrun for several GPUs. ``--standalone``
+    lets each torchrun pick a free port: a fixed one made every run after the first that a
+    launcher started at once fail to bind it."""
     train = ["-m", "scaling", "train", str(config), "--no-progress"]
     if gpus > 1:
-        port = str(29500 + os.getpid() % 5000)
         return [
             sys.executable,
             "-m",
             "torch.distributed.run",
+            "--standalone",
             "--nproc_per_node",
             str(gpus),
-            "--master_port",
-            port,
             *train,
         ]
     return [sys.executable, *train]
+
+
+def agent_environment(grace_s: float) -> dict[str, str]:
+    """For torchrun's agent (``accelerate launch`` runs the same one): forward SIGUSR2 too
+    (Slurm's warning before a time limit; by default it kills the agent at once, the workers
+    orphaned) and wait ``grace_s`` for the workers' checkpoints before SIGKILL, not 30 s."""
+    return {
+        "PET_SIGNALS_TO_HANDLE": "SIGTERM,SIGINT,SIGHUP,SIGQUIT,SIGUSR2",
+        "PET_SHUTDOWN_TIMEOUT": str(int(grace_s)),
+    }
+
+
+def slot_devices(gpus: list[str], options: LaunchOptions) -> list[list[str]]:
+    """The devices of each of the runs that can train at once: ``gpus_per_run`` of the visible
+    GPUs each, or, on CPU, ``max_parallel`` slots without devices."""
+    if not gpus:
+        return [[] for _ in range(options.max_parallel)]
+    per_run = options.gpus_per_run
+    if per_run > len(gpus):
+        raise ConfigError(
+            f"{per_run} GPUs per run, but {len(gpus)} visible "
+            f"(CUDA_VISIBLE_DEVICES={os.environ.get('CUDA_VISIBLE_DEVICES', 'unset')})",
+            param="gpus_per_run",
+            value=per_run,
+        )
+    count = min(options.max_parallel, len(gpus) // per_run)
+    return [gpus[i * per_run : (i + 1) * per_run] for i in range(count)]
 
 
 class LocalExecutor:
@@ -124,9 +152,10 @@ class LocalExecutor:
         self.plan = self.runs.read_plan()
         self.queue = select_runs(self.plan, options)
         self.selected = list(self.queue)
-        self.active: dict[str, tuple[subprocess.Popen, list[int]]] = {}
-        self.n_gpus = _visible_gpus()
-        self.free_gpus = list(range(self.n_gpus))
+        self.active: dict[str, tuple[subprocess.Popen, list[str]]] = {}
+        self.gpus = devices.visible_gpus()
+        slot_devices(self.gpus, options)  # gpus_per_run more than there are: one line now
+        self.free_gpus = list(self.gpus)
         self.finished: dict[str, str] = {}
 
     def run_dir(self, run_id: str) -> RunDir:
@@ -160,15 +189,16 @@ class LocalExecutor:
 
     def _start(self, run_id: str, heartbeat: state.Heartbeat) -> None:
         run = self.run_dir(run_id)
-        gpus: list[int] = []
-        env = dict(os.environ)
-        if self.n_gpus:
-            want = max(1, self.options.gpus_per_run)
+        gpus: list[str] = []
+        env = {**os.environ, **agent_environment(self.options.grace_s)}
+        if self.gpus:
+            want = self.options.gpus_per_run
             gpus, self.free_gpus = self.free_gpus[:want], self.free_gpus[want:]
-            env["CUDA_VISIBLE_DEVICES"] = ",".join(map(str, gpus))
+            env["CUDA_VISIBLE_DEVICES"] = ",".join(gpus)  # the launcher's own names for them
         else:  # CPU: split the cores between concurrent runs
             threads = max(1, (os.cpu_count() or 1) // self.options.max_parallel)
             env["OMP_NUM_THREADS"] = str(threads)
+        run.clear_stopped()
         with run.log_path.open("a") as log:  # the child keeps its own copy
             process = subprocess.Popen(
                 _command(run.config_path, len(gpus)),
@@ -189,7 +219,9 @@ class LocalExecutor:
             heartbeat.runs.discard(run)
             self.free_gpus += gpus
             del self.active[run_id]
-            if code not in (0, 1, 3, 130) or (code != 130 and not run.result_path.exists()):
+            # torchrun reports a worker's 130 as 1: the trainer's stopped.json says it
+            stopped = code == 130 or (code != 0 and run.was_stopped())
+            if not stopped and (code not in (0, 1, 3) or not run.result_path.exists()):
                 tail = run.log_path.read_text().strip().splitlines()[-1:] or [""]
                 run.write_result(
                     {
@@ -199,7 +231,7 @@ class LocalExecutor:
                     }
                 )
             state.release(run)
-            if code == 130:
+            if stopped:
                 self.finished[run_id] = state.run_state(run, self.options.stale_after)
             else:
                 self._finish(run_id)
@@ -207,8 +239,6 @@ class LocalExecutor:
     def outcome(self) -> dict[str, list[str]]:
         """Every selected run by its state now (done, running elsewhere, stale, pending,
         failed, diverged, or unreadable: a result.json that cannot be read)."""
-        from scaling.config import ConfigError
-
         by_state: dict[str, list[str]] = {}
         for run_id in self.selected:
             try:
@@ -229,9 +259,7 @@ class LocalExecutor:
                 while (
                     self.queue
                     and len(self.active) < self.options.max_parallel
-                    and (
-                        not self.n_gpus or len(self.free_gpus) >= max(1, self.options.gpus_per_run)
-                    )
+                    and (not self.gpus or len(self.free_gpus) >= self.options.gpus_per_run)
                 ):
                     run_id = self.queue.pop(0)
                     if self._claim(run_id):
@@ -304,12 +332,3 @@ class InProcessExecutor(LocalExecutor):
         finally:
             heartbeat.stop()
         return self.finished
-
-
-def _visible_gpus() -> int:
-    try:
-        import torch
-
-        return torch.cuda.device_count()
-    except ImportError:
-        return 0

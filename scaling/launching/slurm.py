@@ -31,11 +31,16 @@ from typing import Any
 
 import submitit
 
+from scaling import devices
 from scaling.config import ConfigError
 from scaling.launching import state
-from scaling.launching.local import LaunchOptions, select_runs
+from scaling.launching.local import LaunchOptions, agent_environment, select_runs
 from scaling.launching.slurm_queue import overlay_queue
 from scaling.rundir import RunsDir
+
+# Seconds the training processes get to write their checkpoint after a stop: Slurm's KillWait
+# (60 s on the test cluster, 30 s by default) ends it sooner where it is shorter.
+STOP_GRACE_S = 300
 
 
 def slurm_settings(runs: Path, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -92,7 +97,7 @@ class SlurmRun(submitit.helpers.Checkpointable):
     def _command(self) -> list[str]:
         config = str(RunsDir(self.runs).run(self.run_id).config_path)
         env = submitit.JobEnvironment()
-        nodes, gpus = env.num_nodes, _gpus_here()
+        nodes, gpus = env.num_nodes, len(devices.visible_gpus())
         if nodes * max(gpus, 1) == 1:
             return [sys.executable, "-m", "scaling", "train", config, "--no-progress"]
         return [
@@ -109,7 +114,13 @@ class SlurmRun(submitit.helpers.Checkpointable):
             "--main_process_ip",
             env.hostnames[0],
             "--main_process_port",
-            "29500",
+            str(rendezvous_port()),
+            # precision and compilation are the run's own: never what the environment or a
+            # user's `accelerate config` file says
+            "--mixed_precision",
+            "no",
+            "--dynamo_backend",
+            "no",
             "-m",
             "scaling",
             "train",
@@ -126,16 +137,20 @@ class SlurmRun(submitit.helpers.Checkpointable):
         if leader:
             heartbeat.runs.add(run)
         try:
+            if leader:
+                run.clear_stopped()
+            env = {**os.environ, **agent_environment(STOP_GRACE_S)}
             with run.log_path.open("a") as log:
                 self.process = subprocess.Popen(
-                    self._command(), stdout=log, stderr=subprocess.STDOUT, env=dict(os.environ)
+                    self._command(), stdout=log, stderr=subprocess.STDOUT, env=env
                 )
                 code = self._wait()
         finally:
             heartbeat.stop()
             if leader:
                 state.release(run)
-        if code == 130:  # stopped by a signal, its checkpoint written
+        # stopped by a signal, its checkpoint written (accelerate launch says 1 for the 130)
+        if code == 130 or (code != 0 and run.was_stopped()):
             stopped_by = _stopped_by()
             if leader and stopped_by == "cancelled":
                 run.write_slurm_job(submitit.JobEnvironment().job_id, "cancelled")
@@ -189,13 +204,13 @@ def _stopped_by() -> str | None:
     return "requeued" if int(restarts.group(1)) > started_as else "cancelled"
 
 
-def _gpus_here() -> int:
-    try:
-        import torch
-
-        return torch.cuda.device_count()
-    except ImportError:
-        return 0
+def rendezvous_port() -> int:
+    """The main process's port for a multi-GPU task, from its job: the same on every node of
+    the task, different between tasks that share a first node (a fixed 29500 made the second
+    fail)."""
+    job = os.environ.get("SLURM_ARRAY_JOB_ID") or os.environ.get("SLURM_JOB_ID") or "0"
+    task = os.environ.get("SLURM_ARRAY_TASK_ID") or "0"
+    return 20000 + (int(job) * 1009 + int(task)) % 20000
 
 
 def launch_slurm(

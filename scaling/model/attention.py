@@ -41,13 +41,28 @@ class Attention(nn.Module):
             q, k = self.q_norm(q), self.k_norm(k)
         if rope is not None:
             q, k = apply_rope(q, *rope), apply_rope(k, *rope)
+        gqa = self.n_kv_heads != self.n_heads
+        if gqa and q.is_cuda and q.dtype == torch.float32:
+            # CUDA's GQA runs in the flash kernel (bf16/fp16 only) or the math one, which keeps
+            # the (B, H, T, T) scores: in fp32, repeat the shared heads and take the
+            # memory-efficient kernel instead.
+            k, v = repeat_kv_heads(k, v, self.n_heads // self.n_kv_heads)
+            gqa = False
         y = F.scaled_dot_product_attention(
             q,
             k,
             v,
             is_causal=True,
             dropout_p=self.attn_dropout if self.training else 0.0,
-            enable_gqa=self.n_kv_heads != self.n_heads,
+            enable_gqa=gqa,
         )
         y = y.transpose(1, 2).reshape(B, T, self.n_heads * self.head_dim)
         return self.resid_dropout(self.out(y))
+
+
+def repeat_kv_heads(
+    k: torch.Tensor, v: torch.Tensor, groups: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(B, n_kv_heads, T, d) keys and values as (B, n_kv_heads * groups, T, d): query head h
+    reads shared head h // groups, as ``enable_gqa`` does."""
+    return k.repeat_interleave(groups, dim=1), v.repeat_interleave(groups, dim=1)

@@ -14,7 +14,6 @@ import math
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from scaling.config import ModelConfig
@@ -28,10 +27,17 @@ class RoutingStats:
     load: torch.Tensor  # fraction of routed token slots per expert, shape (n_experts,)
 
 
-def expert_impl_for(x: torch.Tensor) -> str:
-    """``grouped_mm`` on CUDA where torch has it; on CPU a loop over experts is faster
-    (measured with torch 2.13: 7.5 ms against 12.8 ms for 8 experts, 4096 tokens)."""
-    return "grouped_mm" if x.is_cuda and hasattr(torch, "_grouped_mm") else "loop"
+def expert_impl_for(device: str, bf16: bool, d_model: int, expert_dim: int) -> str:
+    """How the experts multiply their tokens. ``grouped_mm`` on CUDA for bf16 runs whose shapes
+    its kernel takes: bf16 only, every row stride a multiple of 16 bytes, so ``d_model`` and
+    ``expert_dim`` multiples of 8 (``GroupedMMUtils.h``; ``d_model=512, granularity=32`` gives
+    44 and fails). Otherwise a loop over experts, exact in fp32: an fp32 run's experts are
+    then fp32 like the rest of it, not silently bf16. On CPU the loop is also the faster
+    (torch 2.13: 7.5 ms against 12.8 ms for 8 experts, 4096 tokens)."""
+    aligned = d_model % 8 == 0 and expert_dim % 8 == 0
+    if device == "cuda" and bf16 and aligned and hasattr(torch, "_grouped_mm"):
+        return "grouped_mm"
+    return "loop"
 
 
 class MoE(nn.Module):
@@ -76,8 +82,9 @@ class MoE(nn.Module):
         n_tokens = flat.shape[0]
 
         # The router runs in fp32 whatever the autocast: small logits differences flip top-k.
+        # Called as a module, so that under FSDP its own unit (fp32) gathers its weight.
         with torch.autocast(device_type=flat.device.type, enabled=False):
-            logits = F.linear(flat.float(), self.router.weight.float())
+            logits = self.router(flat.float())
         probs = logits.softmax(dim=-1)
         choice = probs + self.expert_bias if self.bias_rate else probs
         top_idx = choice.topk(self.top_k, dim=-1).indices
@@ -87,7 +94,10 @@ class MoE(nn.Module):
         slots = top_idx.reshape(-1)  # (n_tokens * top_k,), expert of each (token, slot)
         order = slots.argsort(stable=True)
         token_of = order // self.top_k
-        counts = torch.bincount(slots, minlength=self.n_experts)
+        # scatter_add, not bincount: a shape known before the data, so no graph break
+        # under torch.compile
+        counts = torch.zeros(self.n_experts, dtype=torch.long, device=slots.device)
+        counts.scatter_add_(0, slots, torch.ones_like(slots))
         ys = self._experts(flat[token_of], counts)
         ys = ys * top_w.reshape(-1)[order, None].to(ys.dtype)
         out = torch.zeros_like(flat).index_add_(0, token_of, ys.to(flat.dtype))
@@ -107,7 +117,13 @@ class MoE(nn.Module):
 
     def _experts(self, xs: torch.Tensor, counts: torch.Tensor) -> torch.Tensor:
         """Expert MLPs on tokens already sorted by expert; ``counts`` tokens per expert."""
-        impl = expert_impl_for(xs) if self.expert_impl == "auto" else self.expert_impl
+        impl = self.expert_impl
+        if impl == "auto":
+            bf16 = xs.dtype == torch.bfloat16 or (
+                torch.is_autocast_enabled(xs.device.type)
+                and torch.get_autocast_dtype(xs.device.type) == torch.bfloat16
+            )
+            impl = expert_impl_for(xs.device.type, bf16, xs.shape[-1], self.expert_dim)
         if impl == "grouped_mm":
             offs = counts.cumsum(0).to(torch.int32)
             h = self._grouped_mm(xs, self.w_in, offs)
@@ -128,7 +144,7 @@ class MoE(nn.Module):
 
     @staticmethod
     def _grouped_mm(x: torch.Tensor, w: torch.Tensor, offs: torch.Tensor) -> torch.Tensor:
-        if x.is_cuda:  # the CUDA kernel takes bf16 only
+        if x.is_cuda:  # the CUDA kernel takes bf16 only (expert_impl_for picks it for bf16 runs)
             w = w.to(torch.bfloat16)
             return torch._grouped_mm(x.to(torch.bfloat16), w, offs=offs).to(x.dtype)
         return torch._grouped_mm(x, w.to(x.dtype), offs=offs)

@@ -8,22 +8,11 @@ from typing import Any
 import pandas as pd
 
 from scaling.config import DataConfig
+from scaling.devices import sustained_flops
 from scaling.planning.plan import Plan
 from scaling.planning.spec import SweepSpec
 from scaling.rundir import RunsDir
 
-# Sustained FLOP/s a device reaches at 100% MFU (peak dense bf16 for GPUs); the CPU entry is
-# what 2 cores of this project's CI machine sustain on 10M-parameter models (BENCHMARKS.md),
-# so its default MFU is 1.
-DEVICES = {
-    "cpu": (1.1e11, 1.0),
-    "a100": (312e12, 0.4),
-    "h100": (989e12, 0.4),
-    "h200": (989e12, 0.4),
-}
-# Below about 10M parameters a CPU step is overhead-bound (attention, norms, Python): the
-# sustained rate falls as N^0.3 (measured on 2 cores from 7k to 10M parameters, within 30%).
-CPU_FULL_RATE_PARAMS, CPU_RATE_EXPONENT = 1e7, 0.3
 TOKENS_PER_BYTE_GUESS = 0.3  # BPE on text or code, when the corpus is not prepared yet
 
 
@@ -47,13 +36,16 @@ def corpus_tokens(data: DataConfig) -> tuple[float, str]:
     return stats.bytes * (1 - data.val_fraction) * per_byte, "estimated"
 
 
+def estimated_seconds(frame: pd.DataFrame, device: str, mfu: float | None) -> pd.Series:
+    """Each run's wall time on ``device`` (a key of ``scaling.devices.PLANNING_DEVICES``):
+    its FLOPs over the rate a run of its size sustains there."""
+    rates = frame["params"].apply(lambda params: sustained_flops(device, params, mfu))
+    return frame["flops"] / rates
+
+
 def summary(plan: Plan, spec: SweepSpec, device: str, mfu: float | None) -> dict[str, Any]:
     frame = plan_frame(plan)
-    peak, default_mfu = DEVICES[device]
-    rates = pd.Series(peak * (mfu if mfu is not None else default_mfu), index=frame.index)
-    if device == "cpu" and mfu is None:
-        rates *= (frame["params"] / CPU_FULL_RATE_PARAMS).clip(upper=1.0) ** CPU_RATE_EXPONENT
-    wall_s = float((frame["flops"] / rates).sum())
+    wall_s = float(estimated_seconds(frame, device, mfu).sum())
     largest = frame.loc[frame["params"].idxmax()]
     corpus, how = corpus_tokens(spec.data)
     return {

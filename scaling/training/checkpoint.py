@@ -154,20 +154,20 @@ def verify(path: Path) -> dict[str, Any]:
 def resume(folder: Path, model, optimizer) -> tuple[dict[str, Any], Path] | None:
     """Load the newest checkpoint of ``folder`` that verifies and loads, warning in one line
     about each damaged one; None when the run has none. A folder that holds no complete
-    checkpoint (no state.json) is damage too: ConfigError, nothing touched."""
-    candidates = complete(folder)
+    checkpoint (no state.json) is damage too: ConfigError, nothing touched.
+
+    Rank 0 alone looks at the files and says which checkpoints to try, in order: on a shared
+    file system each node's cache may see ``folder`` and ``.old`` differently just after a
+    save's rename, and ranks that chose differently would load different steps or meet in
+    mismatched collectives. A load that fails fails on every rank (DCP gathers the errors),
+    so all ranks fall back together."""
+    candidates, damage, message = _share_from_rank_0(lambda: _candidates(folder))
+    if message is not None:
+        raise ConfigError(message)
     if not candidates:
-        leftover = [p for p in (folder, _siblings(folder)[1]) if p.exists()]
-        if leftover:
-            raise ConfigError(
-                f"{leftover[0]}: an incomplete checkpoint (no state.json) and no complete one; "
-                "nothing was changed: move the folder aside to train the run from the start"
-            )
         return None
-    damage = []
     for path in candidates:
         try:
-            verify(path)
             return load(path, model, optimizer), path
         except Exception as err:  # a damaged shard fails inside DCP with many kinds of error
             first_line = (str(err).splitlines() or [""])[0][:200]
@@ -181,6 +181,54 @@ def resume(folder: Path, model, optimizer) -> tuple[dict[str, Any], Path] | None
         f"no checkpoint of {folder} loads ({'; '.join(damage)}); nothing was changed: move "
         "the folders aside to train the run from the start"
     )
+
+
+def _candidates(folder: Path) -> tuple[list[Path], list[str], str | None]:
+    """(the complete checkpoints whose files are all there, newest first; what was wrong
+    with the others; the error to raise, if any)."""
+    found = complete(folder)
+    if not found:
+        leftover = [p for p in (folder, _siblings(folder)[1]) if p.exists()]
+        if leftover:
+            return (
+                [],
+                [],
+                (
+                    f"{leftover[0]}: an incomplete checkpoint (no state.json) and no complete one; "
+                    "nothing was changed: move the folder aside to train the run from the start"
+                ),
+            )
+        return [], [], None
+    good, damage = [], []
+    for path in found:
+        try:
+            verify(path)
+            good.append(path)
+        except DamagedCheckpoint as err:
+            damage.append(str(err))
+            if path is not found[-1]:
+                warnings.warn(
+                    f"damaged checkpoint, resuming from the previous one: {err}", stacklevel=3
+                )
+    if not good:
+        return (
+            [],
+            damage,
+            (
+                f"no checkpoint of {folder} loads ({'; '.join(damage)}); nothing was changed: "
+                "move the folders aside to train the run from the start"
+            ),
+        )
+    return good, damage, None
+
+
+def _share_from_rank_0(decide):
+    """``decide()`` on rank 0, its answer on every rank."""
+    if not _dist():
+        return decide()
+    answer = [decide() if _rank() == 0 else None]
+    dist.broadcast_object_list(answer, src=0)
+    return answer[0]
 
 
 def load(path: Path, model, optimizer) -> dict[str, Any]:

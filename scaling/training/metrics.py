@@ -10,33 +10,23 @@ from typing import Any
 import torch
 
 from scaling.config import ConfigError
+from scaling.devices import gpu_peak_flops
 from scaling.rundir import RunDir
 
-# Peak dense bf16 tensor FLOP/s (no sparsity), from the vendors' data sheets.
-PEAK_BF16_FLOPS = {
-    "H200": 989e12,
-    "H100": 989e12,  # SXM; the PCIe card is 756e12
-    "A100": 312e12,
-    "A10G": 125e12,
-    "L40S": 362e12,
-    "L4": 121e12,
-    "RTX 4090": 165e12,
-    "RTX 3090": 71e12,
-    "V100": 125e12,  # fp16
-}
 
-
-def device_peak_flops(device: torch.device) -> tuple[str, float | None]:
-    """(device name, peak bf16 FLOP/s or None when unknown or on CPU)."""
+def device_peak_flops(device: torch.device, precision: str) -> tuple[str, float | None]:
+    """(device name, its peak FLOP/s at the run's precision, or None when unknown or on
+    CPU). An fp32 run is measured against the fp32 peak: against bf16's it would read ~7%."""
     if device.type != "cuda":
         return "cpu", None
     name = torch.cuda.get_device_name(device)
-    if "H100" in name and "PCIe" in name:
-        return name, 756e12
-    for key, peak in PEAK_BF16_FLOPS.items():
-        if key in name:
-            return name, peak
-    return name, None
+    return name, gpu_peak_flops(name, precision)
+
+
+def reset_peak_memory(device: torch.device) -> None:
+    """On a GPU, start the next window's peak afresh (the CPU's peak RSS cannot be reset)."""
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
 
 
 def peak_memory_bytes(device: torch.device) -> int:

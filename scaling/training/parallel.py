@@ -46,6 +46,15 @@ class Runtime:
         dist.all_reduce(tensor)
         return float(tensor.item()) / self.world_size
 
+    def any_rank(self, flag: bool) -> bool:
+        """True on every rank when ``flag`` holds on any: a decision all ranks take together.
+        A stop taken by one rank alone would leave the others waiting in a collective."""
+        if self.world_size == 1:
+            return flag
+        tensor = torch.tensor([int(flag)], dtype=torch.int32, device=self.device)
+        dist.all_reduce(tensor, op=dist.ReduceOp.MAX)
+        return bool(tensor.item())
+
     def all_reduce_sum(self, tensor: torch.Tensor) -> torch.Tensor:
         if self.world_size > 1:
             dist.all_reduce(tensor)
@@ -56,12 +65,15 @@ def setup(cfg: TrainConfig, logging_dir: Path | None = None) -> Runtime:
     """The processes, devices and parallelism of a run; ``logging_dir``: where the trackers
     of ``cfg.trackers`` (TensorBoard, W&B) write."""
     from accelerate import Accelerator
-    from accelerate.utils import DistributedType
+    from accelerate.utils import DistributedDataParallelKwargs, DistributedType
 
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     cuda = torch.cuda.is_available()
     if cfg.precision == "bf16" and not cuda and not torch.backends.mkldnn.is_available():
         raise ConfigError("train.precision: bf16 needs a GPU or a CPU with bf16 support")
+    if cfg.precision == "bf16" and cuda and not torch.cuda.is_bf16_supported():
+        name = torch.cuda.get_device_name()
+        raise ConfigError(f"train.precision: bf16, but {name} has no bf16; use fp32")
     mode = cfg.parallelism
     if mode == "auto":
         mode = "single" if world_size == 1 else ("fsdp" if cuda else "ddp")
@@ -69,10 +81,20 @@ def setup(cfg: TrainConfig, logging_dir: Path | None = None) -> Runtime:
         mode = "single"  # one GPU under torchrun/accelerate launch keeps FSDP2 (gpu_check.sh)
     plugin = fsdp2_plugin(cfg) if mode == "fsdp" else None
     # Precision is ours (``autocast`` below, or the FSDP2 policy), not Accelerate's: its state
-    # is a per-process singleton that cannot change between runs of one process.
+    # is a per-process singleton that cannot change between runs of one process. Said
+    # explicitly, because Accelerate otherwise reads ACCELERATE_MIXED_PRECISION and
+    # ACCELERATE_DYNAMO_BACKEND (which `accelerate launch` exports from a user's config
+    # file) and would add autocast (fp16 without a loss scaler) or compile the whole model.
     trackers = list(cfg.trackers)  # Accelerate's tracker API: log_with, init_trackers, log
+    # DDP broadcasts rank 0's buffers before a forward that syncs gradients, MoE load counts
+    # included. The loop's first forward of a step comes when the counts are zero, so none are
+    # lost today; without the broadcast no change to the loop can make them be.
+    ddp = DistributedDataParallelKwargs(broadcast_buffers=False)
     accelerator = Accelerator(
         cpu=not cuda,
+        mixed_precision="no",
+        dynamo_backend="no",
+        kwargs_handlers=[ddp],
         fsdp_plugin=plugin,
         log_with=trackers or None,
         project_dir=str(logging_dir) if trackers and logging_dir is not None else None,
@@ -100,6 +122,9 @@ def fsdp2_plugin(cfg: TrainConfig):
         mixed_precision_policy=MixedPrecisionPolicy(
             param_dtype=torch.bfloat16 if cfg.precision == "bf16" else torch.float32,
             reduce_dtype=torch.float32,
+            # The blocks' activations are bf16 already; what a cast would reach is the fp32
+            # RoPE tables, which autocast (one process, DDP) keeps in fp32.
+            cast_forward_inputs=False,
         ),
         reshard_after_forward=True,
         state_dict_type="SHARDED_STATE_DICT",
@@ -124,10 +149,23 @@ def prepare(
         for block in model.blocks:
             block.compile()
     if runtime.mode == "fsdp":
+        if cfg.precision == "bf16":
+            _routers_in_fp32(model)
         model, optimizer = runtime.accelerator.prepare(model, make_optimizer(model))
         return model, optimizer.optimizer  # the torch optimizer, now over the sharded parameters
     model = runtime.accelerator.prepare_model(model)
     return model, make_optimizer(model)
+
+
+def _routers_in_fp32(model: nn.Module) -> None:
+    """Each MoE router its own FSDP unit with fp32 parameters: under the bf16 policy of the
+    blocks its weight would be rounded to bf16, and small differences in router logits flip
+    the top-k choice (autocast, elsewhere, leaves it fp32). Accelerate then skips them."""
+    from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
+
+    policy = MixedPrecisionPolicy(param_dtype=torch.float32, reduce_dtype=torch.float32)
+    for moe in model.moe_layers():
+        fully_shard(moe.router, mp_policy=policy)
 
 
 def _checkpointed(forward, checkpoint):

@@ -17,6 +17,7 @@ import traceback
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from scaling.config import ConfigError, RunConfig
@@ -31,6 +32,7 @@ from scaling.training.metrics import (
     check_trackers,
     device_peak_flops,
     peak_memory_bytes,
+    reset_peak_memory,
 )
 from scaling.training.parallel import (
     Runtime,
@@ -51,6 +53,15 @@ class Interrupted(Exception):
 
 class Diverged(Exception):
     pass
+
+
+class StepAbandoned(Exception):
+    """A stop arrived between the micro-batches of a step: the step was rewound (sampler and
+    RNG as at its start) and never taken; ``micro_batches`` of it had run."""
+
+    def __init__(self, micro_batches: int):
+        super().__init__(micro_batches)
+        self.micro_batches = micro_batches
 
 
 def parameter_groups(model: torch.nn.Module, decay_all: bool) -> list[dict[str, Any]]:
@@ -90,7 +101,7 @@ class Trainer:
             self.data.tokens("val"), train.seq_len, train.eval_windows, EVAL_SEED
         )
         self.flops_per_token = flops_per_token(cfg, train.seq_len, train.flop_formula)
-        self.device_name, self.peak_flops = device_peak_flops(runtime.device)
+        self.device_name, self.peak_flops = device_peak_flops(runtime.device, train.precision)
 
         torch.manual_seed(train.seed)
         self.model, self.optimizer = prepare(
@@ -130,25 +141,63 @@ class Trainer:
         )
         self.stop_signals: list[int] = []  # SIGINT/SIGTERM received: checkpoint and stop
 
+    # -- stopping ---------------------------------------------------------------------------
+    def stop_requested(self) -> bool:
+        """A stop signal reached this process or another rank; all ranks agree (one scalar
+        all-reduce when there are several)."""
+        return self.rt.any_rank(bool(self.stop_signals))
+
+    def stop_reason(self) -> str:
+        if self.stop_signals:
+            return f"stopped by signal {self.stop_signals[0]}"
+        return "stopped by a signal to another rank"
+
+    def _step_start(self) -> tuple[int, torch.Tensor, torch.Tensor | None]:
+        """What a step consumes besides the weights: the sampler's position and the RNG
+        (dropout). Restored, they make an abandoned step as if it never began."""
+        cuda = torch.cuda.get_rng_state() if self.rt.device.type == "cuda" else None
+        return self.sampler.position, torch.get_rng_state(), cuda
+
+    def _rewind(self, start: tuple[int, torch.Tensor, torch.Tensor | None]) -> None:
+        self.sampler.position, cpu, cuda = start
+        torch.set_rng_state(cpu)
+        if cuda is not None:
+            torch.cuda.set_rng_state(cuda)
+        self.optimizer.zero_grad(set_to_none=True)
+
     # -- one optimizer step ------------------------------------------------------------------
     def train_step(self, lr: float) -> dict[str, float]:
+        """One optimizer step over ``accum`` micro-batches. A stop between two of them
+        abandons the step (``StepAbandoned``): a step of many micro-batches can take minutes,
+        longer than a cluster waits between SIGTERM and SIGKILL."""
         for group in self.optimizer.param_groups:
             group["lr"] = lr
         self.model.train()
+        start = self._step_start()
         x, y = self.sampler.next_batch()
         x, y = x.to(self.rt.device), y.to(self.rt.device)
         mb = self.train_cfg.micro_batch_size
-        ce_sum, aux, loads = 0.0, {}, []
+        # Summed on the device, read once a step: an .item() per micro-batch would make the
+        # host wait for each backward before it queues the next forward.
+        sums = torch.zeros(3, dtype=torch.float64, device=self.rt.device)  # ce, aux, z
+        loads = []
         for i in range(self.accum):
+            # Under several processes this is a small all-reduce (and a host sync) per
+            # micro-batch: the price of every rank leaving the step at the same point.
+            if i and self.stop_requested():
+                self._rewind(start)
+                raise StepAbandoned(i)
             with gradient_sync(self.model, self.rt, sync=i == self.accum - 1):
                 with autocast(self.rt, self.train_cfg):
                     out = self.model(x[i * mb : (i + 1) * mb], y[i * mb : (i + 1) * mb])
                 (out.loss / self.accum).backward()
-            ce_sum += out.ce_loss.item()
+            sums[0] += out.ce_loss.detach()
             if out.aux_loss is not None:
-                aux["aux_loss"] = aux.get("aux_loss", 0.0) + out.aux_loss.item() / self.accum
-                aux["z_loss"] = aux.get("z_loss", 0.0) + out.z_loss.item() / self.accum
+                sums[1] += out.aux_loss.detach()
+                sums[2] += out.z_loss.detach()
                 loads.append(out.expert_load)
+            del out  # its logits, (micro-batch, seq, vocab), would live through the next forward
+        ce_sum, aux_sum, z_sum = sums.tolist()
         clip = self.train_cfg.grad_clip or float("inf")
         norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), clip)
         norm = norm.full_tensor() if hasattr(norm, "full_tensor") else norm
@@ -162,14 +211,18 @@ class Trainer:
         if loads:
             load = torch.stack(loads).mean(0)
             record.update(
-                aux, expert_load_max_over_mean=float((load.max(-1).values / load.mean(-1)).max())
+                aux_loss=aux_sum / self.accum,
+                z_loss=z_sum / self.accum,
+                expert_load_max_over_mean=float((load.max(-1).values / load.mean(-1)).max()),
             )
         return record
 
     @torch.no_grad()
     def evaluate(self) -> dict[str, float]:
         """Mean loss over the shared validation windows, in nats/token and bits/byte. Every rank
-        runs the same number of forwards (FSDP needs it); padding windows weigh nothing."""
+        runs the same number of forwards (FSDP needs it), each of ``micro_batch_size`` windows
+        (one shape, so a compiled model is not recompiled for a short last batch); padding
+        windows have their targets ignored."""
         self.model.eval()
         batch = self.train_cfg.micro_batch_size
         mine = self.val.starts[self.rt.rank :: self.rt.world_size]
@@ -177,16 +230,17 @@ class Trainer:
         totals = torch.zeros(2, dtype=torch.float64, device=self.rt.device)
         for i in range(n_batches):
             starts = mine[i * batch : (i + 1) * batch]
-            weight = 1.0 if len(starts) else 0.0
-            starts = starts if len(starts) else self.val.starts[:1]
+            real = len(starts)
+            starts = np.concatenate([starts, np.repeat(self.val.starts[:1], batch - real)])
             x, y = self.val.gather(starts)
+            y[real:] = -1  # the model's ignore_index
             with autocast(self.rt, self.train_cfg):
                 out = self.model(x.to(self.rt.device), y.to(self.rt.device))
-            totals += torch.tensor(
-                [out.ce_loss.item() * y.numel() * weight, y.numel() * weight],
-                dtype=torch.float64,
-                device=self.rt.device,
-            )
+            if real:  # all targets ignored: the mean is 0/0
+                tokens = real * y.shape[1]
+                totals += torch.stack(
+                    [out.ce_loss.detach().double() * tokens, totals.new_tensor(tokens)]
+                )
         loss_sum, count = self.rt.all_reduce_sum(totals).tolist()
         nats = loss_sum / count
         return {"eval_loss": nats, "eval_bpb": self.data.bits_per_byte(nats)}
@@ -231,7 +285,16 @@ class Trainer:
         its own. The stable state is checkpointed first and restored after."""
         self.save()
         for step in range(start, end):
-            self.train_step(lr_at(self.train_cfg, step, self.steps, end_step=end))
+            try:
+                self.train_step(lr_at(self.train_cfg, step, self.steps, end_step=end))
+                stopped = self.stop_requested()
+            except StepAbandoned:
+                stopped = True
+            if stopped:  # nothing saved: the checkpoint at the branch's start is where to resume
+                raise Interrupted(
+                    f"{self.stop_reason()} in the cooldown branch from step {start}; "
+                    f"resuming redoes the branch from the checkpoint at step {start}"
+                )
         point = self.evaluate()
         tokens = end * self.train_cfg.batch_tokens
         checkpoint.load(checkpoint.latest(self.rundir.checkpoint), self.model, self.optimizer)
@@ -247,7 +310,7 @@ class Trainer:
             self.sampler.warn_if_repeating(self.steps * train.batch_tokens)
         branches = dict(branch_points(train, self.steps))
         done = {b["step"] for b in self.state["branches"]}
-        window_start, window_tokens = time.perf_counter(), 0
+        window_seconds, window_tokens = 0.0, 0
         started = time.perf_counter() - self.state["wall_s"]
         from rich.progress import Progress
 
@@ -256,20 +319,28 @@ class Trainer:
             for step in range(self.state["step"], self.steps):
                 if step in branches and branches[step] not in done:
                     self.run_branch(step, branches[step])
-                    window_start, window_tokens = time.perf_counter(), 0
                 lr = lr_at(train, step, self.steps)
-                values = {"lr": lr, **self.train_step(lr)}
+                step_start = time.perf_counter()
+                try:
+                    values = {"lr": lr, **self.train_step(lr)}
+                except StepAbandoned as abandoned:
+                    self.save()
+                    raise Interrupted(
+                        f"{self.stop_reason()} during step {step + 1}, after "
+                        f"{abandoned.micro_batches} of its {self.accum} micro-batches: "
+                        f"checkpointed at step {step}, which a resume continues from"
+                    ) from None
                 self.state["step"] = done_steps = step + 1
                 self.state["wall_s"] = time.perf_counter() - started
+                # the window times training steps only: not evals, checkpoints or branches
+                window_seconds += time.perf_counter() - step_start
                 window_tokens += train.batch_tokens
                 self.check_divergence("train_loss", values["train_loss"])
                 last = done_steps == self.steps
                 log = done_steps % train.log_interval == 0 or last
                 evaluate = last or (train.eval_interval and done_steps % train.eval_interval == 0)
                 if log:
-                    values.update(
-                        self.throughput(window_tokens, time.perf_counter() - window_start)
-                    )
+                    values.update(self.throughput(window_tokens, window_seconds))
                 if evaluate:
                     values.update(self.evaluate())
                     self.check_divergence("eval_loss", values["eval_loss"])
@@ -279,29 +350,31 @@ class Trainer:
                         task, completed=done_steps, description=f"loss {values['train_loss']:.3f}"
                     )
                 if log:
-                    window_start, window_tokens = time.perf_counter(), 0
+                    window_seconds, window_tokens = 0.0, 0
+                    reset_peak_memory(self.rt.device)  # each line: the peak since the last
                 if done_steps % train.checkpoint_interval == 0 and not last:
                     self.save()
-                if self.stop_signals:
+                if self.stop_requested():
                     self.save()
-                    raise Interrupted(
-                        f"stopped by signal {self.stop_signals[0]} at step {done_steps}"
-                    )
+                    raise Interrupted(f"{self.stop_reason()} at step {done_steps}")
         return values
 
     def throughput(self, tokens: int, seconds: float) -> dict[str, float]:
-        rate = tokens / seconds  # per process: each one saw ``tokens`` of its own
+        """``tokens``: the global batches of the window (``batch_tokens`` is the global batch,
+        whatever the number of processes), so ``rate`` is the whole run's; MFU divides it by
+        the peak of all the run's devices."""
+        rate = tokens / seconds
         flops_rate = rate * self.flops_per_token
         out = {
-            "tokens_per_s": rate * self.rt.world_size,
+            "tokens_per_s": rate,
             "time_s": self.state["wall_s"],
             "epochs": self.sampler.epochs,
             "peak_memory_bytes": peak_memory_bytes(self.rt.device),
         }
         if self.peak_flops:
-            out["mfu"] = flops_rate / self.peak_flops
+            out["mfu"] = flops_rate / (self.peak_flops * self.rt.world_size)
         else:
-            out["achieved_flops_per_s"] = flops_rate * self.rt.world_size
+            out["achieved_flops_per_s"] = flops_rate
         return out
 
 
@@ -380,7 +453,11 @@ def train(
         )
         if runtime.is_main:
             run.write_result(result)
-    except (Interrupted, ConfigError):
+    except Interrupted as stopped:
+        if runtime.is_main:
+            run.write_stopped(trainer.state["step"] if trainer else 0, str(stopped))
+        raise
+    except ConfigError:
         raise
     except Exception as err:  # the run failed: say why in result.json, for the launcher
         result.update(

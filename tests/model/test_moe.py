@@ -3,6 +3,7 @@ import torch
 
 from scaling.model import ModelConfig, MoE, Transformer
 from scaling.model.layers import MLP
+from scaling.model.moe import expert_impl_for
 
 BASE = dict(vocab_size=64, d_model=32, n_layers=2, n_heads=4, max_seq_len=32, d_ff=64)
 
@@ -141,3 +142,73 @@ def test_aux_loss_free_bias_moves_load_towards_balance():
     assert any(key.endswith("expert_bias") for key in model.state_dict())
     # the bias steers the choice only: weights still come from the router's probabilities
     assert moe.router.weight.requires_grad and not moe.expert_bias.requires_grad
+
+
+@pytest.mark.parametrize(
+    "device, bf16, d_model, expert_dim, expected",
+    [
+        ("cuda", True, 512, 48, "grouped_mm"),
+        ("cuda", True, 512, 44, "loop"),  # d_model=512, granularity=32 under SwiGLU
+        ("cuda", True, 260, 48, "loop"),
+        ("cuda", False, 512, 48, "loop"),  # an fp32 run keeps fp32 experts
+        ("cpu", True, 512, 48, "loop"),
+    ],
+)
+def test_the_expert_implementation_follows_the_grouped_mm_rules(
+    device, bf16, d_model, expert_dim, expected
+):
+    if expected == "grouped_mm" and not hasattr(torch, "_grouped_mm"):
+        pytest.skip("torch without _grouped_mm")
+    assert expert_impl_for(device, bf16, d_model, expert_dim) == expected
+
+
+@pytest.mark.skipif(not hasattr(torch, "_grouped_mm"), reason="torch without _grouped_mm")
+def test_bf16_grouped_mm_needs_rows_of_16_bytes():
+    """The rule expert_impl_for keeps (CUDA's kernel and the meta kernel share it; the CPU's
+    bf16 path checks it too): 44 bf16 columns are 88 bytes a row."""
+    offs = torch.tensor([4, 8], dtype=torch.int32)
+    x = torch.randn(8, 32, dtype=torch.bfloat16)
+    with pytest.raises(RuntimeError, match="multiple of 16 bytes"):
+        torch._grouped_mm(x, torch.randn(2, 32, 44, dtype=torch.bfloat16), offs=offs)
+    assert torch._grouped_mm(x, torch.randn(2, 32, 48, dtype=torch.bfloat16), offs=offs).shape == (
+        8,
+        48,
+    )
+
+
+@pytest.mark.skipif(not hasattr(torch, "_grouped_mm"), reason="torch without _grouped_mm")
+def test_the_moe_forward_compiles_without_a_graph_break():
+    """Counting tokens per expert with bincount (an output shape that depends on the data)
+    split every MoE layer's graph under torch.compile."""
+    torch.manual_seed(0)
+    moe = MoE(ModelConfig(**BASE, n_experts=4, top_k=2, activation="swiglu"))
+    moe.expert_impl = "grouped_mm"  # CUDA's path; bf16 input, as under bf16 training
+    explained = torch._dynamo.explain(moe)(torch.randn(2, 16, 32, dtype=torch.bfloat16))
+    assert explained.graph_break_count == 0, explained.break_reasons
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.parametrize("d_ff, impl", [(96, "grouped_mm"), (88, "loop")])  # experts 48, 44
+def test_cuda_bf16_experts_with_an_empty_expert(d_ff, impl):
+    """On CUDA under bf16 autocast: the grouped GEMM where its kernel takes the shapes, the
+    loop where it does not (44 columns), each equal to the fp32 loop within bf16's precision,
+    with one expert given no token at all (pytorch#172439 on Blackwell)."""
+    torch.manual_seed(0)
+    cfg = ModelConfig(**{**BASE, "d_model": 64, "d_ff": d_ff}, n_experts=4, top_k=1, granularity=2)
+    moe = MoE(cfg).cuda()
+    with torch.no_grad():
+        moe.router.weight[3] = -10.0  # expert 3 is never chosen
+    x = torch.randn(2, 32, 64, device="cuda", requires_grad=True)
+    results = []
+    for autocast in (False, True):
+        moe.zero_grad()
+        x.grad = None
+        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=autocast):
+            out, stats = moe(x)
+        out.float().pow(2).sum().backward()
+        results.append((out.detach().float(), x.grad.clone(), moe.w_in.grad.clone()))
+    assert stats.load[3] == 0
+    assert expert_impl_for("cuda", True, 64, cfg.expert_dim) == impl
+    for fp32, bf16 in zip(*results, strict=True):
+        torch.testing.assert_close(bf16, fp32, rtol=2e-2, atol=2e-2)
+    assert results[1][2][3].abs().sum() == 0  # no gradient for the expert without tokens

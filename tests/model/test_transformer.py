@@ -160,3 +160,17 @@ def test_same_seed_same_model_and_dropout_only_in_training():
     torch.testing.assert_close(a(idx).logits, b(idx).logits)
     a.train()
     assert not torch.allclose(a(idx).logits, b(idx).logits)
+
+
+def test_repeated_kv_heads_attend_as_grouped_query_attention():
+    """The fp32 CUDA path of GQA (shared heads repeated) gives what enable_gqa gives."""
+    import torch.nn.functional as F
+
+    from scaling.model.attention import repeat_kv_heads
+
+    torch.manual_seed(0)
+    q, k, v = torch.randn(2, 8, 16, 8), torch.randn(2, 2, 16, 8), torch.randn(2, 2, 16, 8)
+    grouped = F.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=True)
+    torch.testing.assert_close(
+        F.scaled_dot_product_attention(q, *repeat_kv_heads(k, v, 4), is_causal=True), grouped
+    )

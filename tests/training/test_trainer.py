@@ -105,6 +105,7 @@ def test_bad_train_configs():
 
 
 def test_bf16_on_a_cpu_without_it(tmp_path, monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)  # a CPU, on a GPU machine too
     monkeypatch.setattr(torch.backends.mkldnn, "is_available", lambda: False)
     with pytest.raises(ConfigError, match="precision"):
         train(tiny_run(precision="bf16"), tmp_path, progress=False)
