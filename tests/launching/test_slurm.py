@@ -7,11 +7,12 @@ import subprocess
 import sys
 
 import pytest
+import torch
 from typer.testing import CliRunner
 
 from scaling.cli import app
 from scaling.launching.local import LaunchOptions
-from scaling.launching.slurm import launch_slurm
+from scaling.launching.slurm import SlurmRun, launch_slurm
 
 from .conftest import run_ids
 
@@ -100,3 +101,44 @@ def test_without_slurm_a_launch_is_refused_in_one_line(plan_dir, path_without_sl
     ]
     assert refused.stdout == ""
     assert sorted(str(p) for p in runs.rglob("*")) == before  # nothing claimed or written
+
+
+def _task_environment(monkeypatch, node: int, task: int) -> None:
+    """What Slurm sets in the task of an array job on two nodes with four GPUs each."""
+    for key, value in {
+        "SUBMITIT_EXECUTOR": "slurm",  # as submitit's sbatch script exports it
+        "SLURM_JOB_ID": str(812 + task),
+        "SLURM_ARRAY_JOB_ID": "812",
+        "SLURM_ARRAY_TASK_ID": str(task),
+        "SLURM_JOB_NUM_NODES": "2",
+        "SLURM_NODEID": str(node),
+        "SLURM_JOB_NODELIST": "gpu[17-18]",
+        "SLURM_NTASKS": "2",
+        "SLURM_PROCID": str(node),
+        "SLURM_LOCALID": "0",
+    }.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0,1,2,3")
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 4)
+
+
+def test_a_two_node_task_launches_accelerate_with_the_jobs_own_port(monkeypatch, tmp_path):
+    """Each node's command: machine rank from SLURM_NODEID, the first node as main, a port
+    from the job (the same on both nodes, another for the next task: a fixed 29500 made two
+    tasks sharing a first node collide), and precision and compile that no accelerate config
+    file or ACCELERATE_* variable can change."""
+    commands = {}
+    for node, task in [(0, 0), (1, 0), (0, 1)]:
+        _task_environment(monkeypatch, node, task)
+        commands[node, task] = SlurmRun(tmp_path, "abc123", 120.0)._command()
+
+    def flag(command, name):
+        return command[command.index(name) + 1]
+
+    first, second, other_task = commands[0, 0], commands[1, 0], commands[0, 1]
+    assert (flag(first, "--machine_rank"), flag(second, "--machine_rank")) == ("0", "1")
+    assert flag(first, "--main_process_ip") == flag(second, "--main_process_ip") == "gpu17"
+    assert (flag(first, "--num_machines"), flag(first, "--num_processes")) == ("2", "8")
+    assert flag(first, "--main_process_port") == flag(second, "--main_process_port")
+    assert flag(first, "--main_process_port") != flag(other_task, "--main_process_port")
+    assert flag(first, "--mixed_precision") == flag(first, "--dynamo_backend") == "no"
