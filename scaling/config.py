@@ -10,6 +10,8 @@ without building a model.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
 import tomllib
 from pathlib import Path
@@ -380,3 +382,12 @@ def load_run_config(path: str | Path) -> RunConfig:
         return RunConfig.model_validate(raw)
     except ValidationError as err:
         raise ConfigError(describe_validation_error(err, path)) from None
+
+
+def run_id_of(config: RunConfig | dict[str, Any]) -> str:
+    """A run's id: the hash of its config (its resolved fields, or the config.json as written),
+    so replanning never duplicates a run and an edited config.json is found out."""
+    fields = config.model_dump(mode="json") if isinstance(config, RunConfig) else dict(config)
+    fields.pop("run_id", None)
+    payload = json.dumps(fields, sort_keys=True)
+    return hashlib.sha256(payload.encode()).hexdigest()[:12]

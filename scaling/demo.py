@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from scaling.config import ConfigError, RunConfig
+from scaling.fileio import atomic_path
 
 BOOTSTRAP = 200
 HOLDOUT_FACTOR = 4.0  # the holdout budget over the largest fitted one
@@ -297,13 +298,13 @@ def _draw(runs, points, laws, summary) -> None:
     from scaling import results
     from scaling.plotting import figures_for
 
-    runs.figures.mkdir(parents=True, exist_ok=True)
     try:
         curves = results.load_curves(runs.path)
     except ConfigError:
         curves = None
     for name, figure in figures_for(points.frame, laws, curves, summary).items():
-        figure.savefig(runs.figures / f"{name}.png")
+        with atomic_path(runs.figures / f"{name}.png") as tmp:
+            figure.savefig(tmp, format="png")
         plt.close(figure)
 
 

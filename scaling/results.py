@@ -48,11 +48,14 @@ def load(runs: str | Path, include_pending: bool = False) -> pd.DataFrame:
     budgets = sorted(plan.loc[plan["kind"] != "fixed", "budget"].unique()) if "kind" in plan else []
     rows = []
     for planned in plan.to_dict(orient="records"):
-        result = directory.run(planned["run_id"]).read_result()
+        run = directory.run(planned["run_id"])
+        result = run.read_result()
         if result is None:
             if include_pending:
                 rows.append({**planned, "status": "pending", "branch": "final"})
             continue
+        if run.has_config():  # the planned size is this run's only if it trained the plan
+            run.read_planned_config(planned["run_id"])
         loss = result.get("final_eval_loss")
         if loss is None:
             loss = result.get("final_train_loss")

@@ -26,12 +26,15 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from scaling.config import ConfigError
 from scaling.fileio import write_atomic, write_json_atomic
+from scaling.records import PLAN_NUMBERS, Result, Summary, validated
 
 RESULT_STATUSES = ("done", "failed", "diverged")
 RUN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
@@ -106,6 +109,26 @@ class RunDir:
     def write_config(self, config) -> None:
         write_json_atomic(self.config_path, config.model_dump(mode="json"))
 
+    def read_planned_config(self, run_id: str):
+        """The config of the planned run ``run_id``, checked to be the one planned: its id is
+        the hash of its contents, so an edited config.json (another model, other tokens than
+        plan.csv says) is refused here rather than trained and fitted as the planned run."""
+        from scaling.config import run_id_of
+
+        config = self.read_config()
+        try:
+            written = json.loads(self.config_path.read_text())
+        except (OSError, json.JSONDecodeError):
+            written = None
+        if run_id not in (run_id_of(config), written is not None and run_id_of(written)):
+            raise ConfigError(
+                f"{self.config_path}: changed since it was planned as run {run_id} (its contents "
+                f"hash to {run_id_of(config)}); to train the changed config, put the change in "
+                "the spec and plan again (scaling plan SPEC --out RUNS: it becomes a run of its "
+                "own), or restore the file"
+            )
+        return config
+
     # -- result.json ---------------------------------------------------------------------------
     def read_result(self) -> dict[str, Any] | None:
         """The result, or None while the run has none. Corrupt: ConfigError naming the file
@@ -129,7 +152,10 @@ class RunDir:
                 f"{path}: status {found!r}; must be one of {', '.join(RESULT_STATUSES)} "
                 "(delete the file to train the run again)"
             )
-        return result
+        try:
+            return validated(Result, result, str(path))
+        except ConfigError as err:
+            raise ConfigError(f"{err} (delete the file to train the run again)") from None
 
     def write_result(self, result: dict[str, Any]) -> None:
         write_json_atomic(self.result_path, result)
@@ -223,12 +249,41 @@ class RunDir:
         checkpoint covers, written anew atomically), so a resumed run's file reads as if it had
         never stopped. A run that starts over (no checkpoint) keeps the lines an earlier start
         logged as metrics.jsonl.restarted: nothing it wrote is truncated silently."""
-        logged = self.read_metrics_prefix()
-        if resume_step is None and logged:
+        logged, corrupt = self._readable_metrics()
+        if resume_step is None and (logged or corrupt):
             self.metrics_path.replace(self.metrics_path.with_name("metrics.jsonl.restarted"))
+        elif corrupt:  # every line is kept: the file as it was, beside the one resumed
+            aside = self.metrics_path.with_name("metrics.jsonl.corrupt")
+            shutil.copy2(self.metrics_path, aside)
+            warnings.warn(
+                f"{self.metrics_path}: line {corrupt[0]} is corrupt; the file as it was is kept "
+                f"as {aside.name}, and the resumed file holds its readable lines",
+                stacklevel=2,
+            )
         covered = [r for r in logged if resume_step is not None and r.get("step", 0) <= resume_step]
         kept = [json.dumps(record) for record in covered]
         write_atomic(self.metrics_path, "".join(f"{line}\n" for line in kept))
+
+    def _readable_metrics(self) -> tuple[list[dict[str, Any]], list[int]]:
+        """(every line that reads as a JSON object, the numbers of those that do not; a cut
+        last line is not counted: a run killed mid-write leaves one)."""
+        try:
+            lines = self.metrics_path.read_text(errors="replace").splitlines(keepends=True)
+        except FileNotFoundError:
+            return [], []
+        records, corrupt = [], []
+        for number, line in enumerate(lines, start=1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError:
+                record = None
+            if isinstance(record, dict):
+                records.append(record)
+            elif not (number == len(lines) and not line.endswith("\n")):
+                corrupt.append(number)
+        return records, corrupt
 
     def read_metrics_prefix(self) -> list[dict[str, Any]]:
         """The lines before the first unreadable one (what survives any crash)."""
@@ -297,7 +352,8 @@ class RunsDir:
 
     # -- plan.csv and sweep.toml ---------------------------------------------------------------
     def read_plan(self):
-        """plan.csv as a DataFrame, its run ids checked to be folder names inside runs/."""
+        """plan.csv as a DataFrame: every run id a folder name inside runs/, none empty or
+        listed twice; the numbers the launcher and the fits read numbers."""
         import pandas as pd
 
         path = self.plan_path
@@ -312,8 +368,29 @@ class RunsDir:
         missing = [c for c in PLAN_COLUMNS if c not in plan]
         if missing:
             raise ConfigError(f"{path}: no column {missing[0]!r}")
-        for run_id in plan["run_id"]:
-            check_run_id(run_id, str(path))
+        for row, run_id in enumerate(plan["run_id"], start=2):  # row 1 is the header
+            if pd.isna(run_id) or not str(run_id).strip():
+                raise ConfigError(f"{path}: row {row}: run_id is empty")
+            check_run_id(run_id, f"{path}: row {row}")
+        repeated = plan["run_id"][plan["run_id"].duplicated()]
+        if len(repeated):
+            rows = [i + 2 for i in plan.index[plan["run_id"] == repeated.iloc[0]]]
+            raise ConfigError(
+                f"{path}: run_id {repeated.iloc[0]} is listed {len(rows)} times (rows "
+                f"{', '.join(map(str, rows))}); a run is one row"
+            )
+        for column, (smallest, may_be_empty) in PLAN_NUMBERS.items():
+            if column not in plan:
+                continue
+            numbers = pd.to_numeric(plan[column], errors="coerce")
+            bad = (numbers.isna() & ~(plan[column].isna() & may_be_empty)) | (numbers < smallest)
+            if bad.any():
+                i = int(bad.to_numpy().nonzero()[0][0])
+                raise ConfigError(
+                    f"{path}: row {i + 2} (run {plan['run_id'].iloc[i]}): {column} "
+                    f"{plan[column].iloc[i]!r} is not a number of at least {smallest}"
+                )
+            plan[column] = numbers
         return plan
 
     def run_ids(self) -> list[str]:
@@ -343,9 +420,10 @@ class RunsDir:
         if not path.is_file():
             return None
         try:
-            return json.loads(path.read_text())
-        except json.JSONDecodeError as err:
-            raise ConfigError(f"{path}: not valid JSON ({err})") from None
+            summary = json.loads(path.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as err:
+            raise ConfigError(f"{path}: not valid JSON ({type(err).__name__}: {err})") from None
+        return validated(Summary, summary, str(path))
 
     def write_summary(self, summary: dict[str, Any]) -> None:
         write_json_atomic(self.summary_path, summary)

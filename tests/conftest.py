@@ -92,3 +92,18 @@ def train_until_step(config_path: Path, out: Path, step: int) -> tuple[int, str]
     printed, _ = process.communicate(timeout=120)
     assert process.returncode == 130, printed
     return checkpoint_step(out), printed.decode()
+
+
+@pytest.fixture
+def tmpfs(tmp_path):
+    """A 4 MiB file system of its own (tests run as root in CI; skipped where mounting is not
+    allowed)."""
+    mount = tmp_path / "small"
+    mount.mkdir()
+    done = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(mount)], capture_output=True
+    )
+    if done.returncode:
+        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.decode().strip()}")
+    yield mount
+    subprocess.run(["umount", "-l", str(mount)], check=False)

@@ -114,21 +114,6 @@ def test_a_restart_keeps_what_the_earlier_start_logged(tmp_path):
     assert json.loads((tmp_path / "metrics.jsonl.restarted").read_text())["step"] == 5
 
 
-@pytest.fixture
-def tmpfs(tmp_path):
-    """A 4 MiB file system of its own (tests run as root in CI; skipped where mounting is not
-    allowed)."""
-    mount = tmp_path / "small"
-    mount.mkdir()
-    done = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(mount)], capture_output=True
-    )
-    if done.returncode:
-        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.decode().strip()}")
-    yield mount
-    subprocess.run(["umount", "-l", str(mount)], check=False)
-
-
 def test_disk_full_while_planning_is_one_line_and_the_next_attempt_works(tmpfs, tmp_path):
     spec = tmp_path / "spec.toml"
     spec.write_text(

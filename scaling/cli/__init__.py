@@ -60,13 +60,17 @@ def errors(flags: dict[str, str] | None = None) -> Iterator[None]:
     except ConfigError as err:
         raise fail(err.phrased(flags or {})) from None
     except OSError as err:
-        if err.errno not in (errno.ENOSPC, errno.EDQUOT):
-            raise
         where = f"{err.filename}: " if err.filename else ""
-        raise fail(
-            f"{where}no space left on the device; what was written before is complete: "
-            "free some space and run the same command again"
-        ) from None
+        if err.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise fail(
+                f"{where}no space left on the device; what was written before is complete: "
+                "free some space and run the same command again"
+            ) from None
+        if err.filename is None:  # not a path the user gave or the command chose: a bug
+            raise
+        # a folder where a file goes, a file where a folder goes, a read-only mount, no
+        # permission: the path and the system's reason
+        raise fail(f"{where}{err.strerror or err}; nothing there was changed") from None
 
 
 def json_rows(frame) -> list[dict]:

@@ -64,13 +64,15 @@ def plot(
 
     import matplotlib.pyplot as plt
 
+    from scaling.fileio import atomic_path
     from scaling.plotting import figures_for
 
     folder = out or (runs.figures if runs is not None else Path("figures"))
-    folder.mkdir(parents=True, exist_ok=True)
-    for name, figure in figures_for(points.frame, laws, curves, summary).items():
-        for extension in formats:
-            path = folder / f"{name}.{extension}"
-            figure.savefig(path)
-            typer.echo(f"wrote {path}")
-        plt.close(figure)
+    with errors():
+        for name, figure in figures_for(points.frame, laws, curves, summary).items():
+            for extension in formats:
+                path = folder / f"{name}.{extension}"
+                with atomic_path(path) as tmp:  # a failed write leaves no empty figure
+                    figure.savefig(tmp, format=extension)
+                typer.echo(f"wrote {path}")
+            plt.close(figure)

@@ -60,7 +60,12 @@ def published(
     if csv is not None:
         if csv.exists():
             raise fail(f"--csv {csv}: exists; give a new file (nothing was written)")
-        points.to_csv(csv, index=False)
+        if not csv.parent.is_dir():
+            raise fail(f"--csv {csv}: no folder {csv.parent}; nothing was written")
+        from scaling.fileio import write_atomic
+
+        with errors():  # a full disk leaves no cut CSV that a rerun would refuse to replace
+            write_atomic(csv, points.to_csv(index=False))
     if as_json:
         typer.echo(json.dumps({**record, "points": json_rows(points)}))
         return

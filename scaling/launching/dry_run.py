@@ -39,7 +39,9 @@ def local_dry_run(runs: Path, options: LaunchOptions) -> pd.DataFrame:
             "flops": float(planned["flops"]),
             "state": status,
         }
-        if status not in state.LAUNCHABLE:
+        if status in state.LAUNCHABLE:
+            run.read_planned_config(run_id)  # an edited config is refused, as launching would
+        else:
             rows.append({**row, "action": "skip", "devices": "", "start_s": None, "wall_s": None})
             continue
         done = (run.last_metrics() or {}).get("tokens", 0) / float(planned["tokens"])

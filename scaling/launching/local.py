@@ -92,6 +92,15 @@ def select_runs(plan: pd.DataFrame, options: LaunchOptions) -> list[str]:
     return chosen["run_id"].tolist()
 
 
+def check_configs(runs: RunsDir, run_ids: list[str], stale_after: float) -> None:
+    """Every run about to be trained has the config it was planned with (ConfigError naming
+    the first that does not): nothing is claimed or started when one was edited."""
+    for run_id in run_ids:
+        run = runs.run(run_id)
+        if state.run_state(run, stale_after) in state.LAUNCHABLE:
+            run.read_planned_config(run_id)
+
+
 def _die_with_parent() -> None:
     """In the child: be killed when the launcher dies, so no orphan trains a claimed run."""
     # not Linux: no such call, but the heartbeat timeout still hands the run to another launcher
@@ -152,6 +161,7 @@ class LocalExecutor:
         self.plan = self.runs.read_plan()
         self.queue = select_runs(self.plan, options)
         self.selected = list(self.queue)
+        check_configs(self.runs, self.queue, options.stale_after)
         self.active: dict[str, tuple[subprocess.Popen, list[str]]] = {}
         self.gpus = devices.visible_gpus()
         slot_devices(self.gpus, options)  # gpus_per_run more than there are: one line now
@@ -322,7 +332,7 @@ class InProcessExecutor(LocalExecutor):
                 try:
                     if on_start is not None:
                         on_start(run_id, number, total)
-                    train(run.read_config(), run.path, progress=False)
+                    train(run.read_planned_config(run_id), run.path, progress=False)
                 finally:
                     heartbeat.runs.discard(run)
                     state.release(run)

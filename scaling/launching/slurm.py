@@ -34,7 +34,12 @@ import submitit
 from scaling import devices
 from scaling.config import ConfigError
 from scaling.launching import state
-from scaling.launching.local import LaunchOptions, agent_environment, select_runs
+from scaling.launching.local import (
+    LaunchOptions,
+    agent_environment,
+    check_configs,
+    select_runs,
+)
 from scaling.launching.slurm_queue import overlay_queue
 from scaling.rundir import RunsDir
 
@@ -239,6 +244,7 @@ def launch_slurm(
     if on_slurm and not dry_run:
         states = overlay_queue(directory, states)
     to_submit = [r for r in selected if states[r] in state.LAUNCHABLE]
+    check_configs(directory, to_submit, options.stale_after)
     params = _executor_parameters(settings, len(to_submit))
     tasks = [SlurmRun(runs, r, options.stale_after) for r in to_submit]
     if dry_run:

@@ -15,6 +15,7 @@ from pathlib import Path
 import torch
 
 from scaling.config import ConfigError, ModelConfig
+from scaling.fileio import atomic_folder
 from scaling.model.transformer import Transformer
 
 
@@ -93,7 +94,7 @@ def export_hf(model: Transformer, directory: str | Path) -> Path:
     if reason is not None:
         raise ConfigError(f"no transformers architecture computes this model exactly: {reason}")
     directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
-    save_file(llama_state_dict(model), str(directory / "model.safetensors"), {"format": "pt"})
-    (directory / "config.json").write_text(json.dumps(llama_config(model.cfg), indent=2) + "\n")
+    with atomic_folder(directory) as tmp:  # all of it or, after a failure, nothing new
+        save_file(llama_state_dict(model), str(tmp / "model.safetensors"), {"format": "pt"})
+        (tmp / "config.json").write_text(json.dumps(llama_config(model.cfg), indent=2) + "\n")
     return directory

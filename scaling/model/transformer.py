@@ -11,6 +11,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from scaling.config import ModelConfig
+from scaling.fileio import atomic_folder
 from scaling.model.attention import Attention
 from scaling.model.layers import MLP, make_norm, rope_cos_sin, sinusoidal_positions
 from scaling.model.moe import MoE, RoutingStats
@@ -137,10 +138,9 @@ def save_pretrained(model: Transformer, directory: str | Path) -> None:
     """Weights as ``model.safetensors`` and the config as ``model_config.json``."""
     from safetensors.torch import save_model
 
-    directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
-    save_model(model, str(directory / "model.safetensors"))  # handles the tied embedding
-    (directory / "model_config.json").write_text(model.cfg.model_dump_json(indent=2) + "\n")
+    with atomic_folder(directory) as tmp:  # all of it or, after a failure, nothing new
+        save_model(model, str(tmp / "model.safetensors"))  # handles the tied embedding
+        (tmp / "model_config.json").write_text(model.cfg.model_dump_json(indent=2) + "\n")
 
 
 def load_pretrained(directory: str | Path) -> Transformer:

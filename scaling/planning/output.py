@@ -7,7 +7,7 @@ from typing import Any
 
 import pandas as pd
 
-from scaling.config import DataConfig
+from scaling.config import ConfigError, DataConfig
 from scaling.devices import sustained_flops
 from scaling.planning.plan import Plan
 from scaling.planning.spec import SweepSpec
@@ -84,6 +84,8 @@ def write_plan(plan: Plan, spec: SweepSpec, out: Path) -> dict[str, list[str]]:
     (same run_id: its results untouched) and no longer in the spec (left on disk)."""
     import tomli_w
 
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"{out}: is a file; --out takes the folder to plan into")
     runs = RunsDir(out)
     previous = runs.run_ids() if runs.is_planned() else []
     new, kept = [], []

@@ -7,7 +7,6 @@ a ``grid`` block multiplies the requests of the others by its axes. Every reques
 
 from __future__ import annotations
 
-import hashlib
 import itertools
 import json
 import math
@@ -17,7 +16,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from scaling.config import ConfigError, DataConfig, RunConfig, TrainConfig
+from scaling.config import ConfigError, DataConfig, RunConfig, TrainConfig, run_id_of
 from scaling.counting import count_params, flops_per_token
 from scaling.planning import rules
 from scaling.planning.shapes import Shape, search_shape, search_shapes, shrinking_shapes
@@ -46,11 +45,6 @@ class Plan:
     runs: list[dict[str, Any]]  # plan.csv rows, each with its "config" (RunConfig)
     warnings: list[str]
     duplicates: list[str]
-
-
-def run_id_of(config: RunConfig) -> str:
-    payload = json.dumps(config.model_dump(mode="json", exclude={"run_id"}), sort_keys=True)
-    return hashlib.sha256(payload.encode()).hexdigest()[:12]
 
 
 def _centre(grid, budget: float, spec: SweepSpec, spec_dir: Path) -> float:

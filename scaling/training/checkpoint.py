@@ -12,8 +12,10 @@ cut is damaged, and ``resume`` falls back to the previous one with a warning.
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import os
+import pickle
 import shutil
 import warnings
 from pathlib import Path
@@ -23,6 +25,8 @@ import torch
 import torch.distributed as dist
 import torch.distributed.checkpoint as dcp
 from torch.distributed.checkpoint.api import CheckpointException
+from torch.distributed.checkpoint.default_planner import DefaultLoadPlanner
+from torch.distributed.checkpoint.metadata import StorageMeta
 from torch.distributed.checkpoint.state_dict import (
     StateDictOptions,
     get_state_dict,
@@ -232,11 +236,14 @@ def _share_from_rank_0(decide):
 
 
 def load(path: Path, model, optimizer) -> dict[str, Any]:
-    """Restore model, optimizer and this rank's RNG; return the loop state."""
+    """Restore model, optimizer and this rank's RNG; return the loop state. Nothing in the
+    folder can run code: see ``_DataOnlyReader``."""
+    reader = _DataOnlyReader(str(path))
+    reader.read_metadata()  # refused here in one line, not deep inside DCP's fallbacks
     model_state, optim_state = get_state_dict(model, optimizer)
     state = {"model": model_state, "optim": optim_state}
     with _single_process_quiet(), _plain_errors(path):
-        dcp.load(state, checkpoint_id=str(path))
+        dcp.load(state, storage_reader=reader, planner=_DataOnlyPlanner())
     set_state_dict(
         model,
         optimizer,
@@ -251,3 +258,64 @@ def load(path: Path, model, optimizer) -> dict[str, Any]:
         if "cuda" in rng and torch.cuda.is_available():
             torch.cuda.set_rng_state(rng["cuda"])
     return verify(path)
+
+
+# -- loading without running code ---------------------------------------------------------------
+# DCP keeps its index (``.metadata``) as a pickle and the state's non-tensor values (the
+# optimizer's lr, betas, ...) as pickles inside the shards, and loads both with a plain
+# unpickler: a checkpoint folder from someone else could run any code on resume. Here the
+# index is read by an unpickler that knows only the classes a DCP index is made of, and the
+# values by torch's ``weights_only`` loader (tensors, numbers, strings, containers).
+
+_INDEX_CLASSES = {
+    "torch.distributed.checkpoint.metadata": {
+        "Metadata",
+        "BytesStorageMetadata",
+        "ChunkStorageMetadata",
+        "MetadataIndex",
+        "StorageMeta",
+        "TensorProperties",
+        "TensorStorageMetadata",
+        "_MEM_FORMAT_ENCODING",
+    },
+    "torch.distributed.checkpoint.filesystem": {"_StorageInfo"},
+    "torch.serialization": {"_get_layout"},  # a layout by its name
+    "torch": {"Size"},
+    "pathlib": {"PosixPath", "PurePosixPath"},
+}
+
+
+class _IndexUnpickler(pickle.Unpickler):
+    def find_class(self, module: str, name: str):
+        allowed = name in _INDEX_CLASSES.get(module, ()) or (
+            module == "torch" and isinstance(getattr(torch, name, None), torch.dtype)
+        )
+        if not allowed:
+            raise pickle.UnpicklingError(
+                f"it names {module}.{name}, which no checkpoint index holds: not loaded"
+            )
+        return super().find_class(module, name)
+
+
+class _DataOnlyReader(dcp.FileSystemReader):
+    def read_metadata(self, *args: Any, **kwargs: Any):
+        path = self._get_metadata_path(kwargs.get("rank"))
+        with self.fs.create_stream(path, "rb") as stream:
+            try:
+                metadata = _IndexUnpickler(stream).load()
+            except pickle.UnpicklingError as err:
+                raise ValueError(f"{path}: {err}") from None
+        if getattr(metadata, "storage_meta", None) is None:
+            metadata.storage_meta = StorageMeta()
+        metadata.storage_meta.load_id = self.load_id
+        return metadata
+
+
+class _DataOnlyPlanner(DefaultLoadPlanner):
+    def load_bytes(self, read_item, value) -> None:
+        """The value read as data, then handed on re-serialized by us: what DCP's own (plain)
+        unpickler then reads is our pickle of plain data, not the file's."""
+        clean = io.BytesIO()
+        torch.save(torch.load(value, weights_only=True), clean)
+        clean.seek(0)
+        super().load_bytes(read_item, clean)

@@ -411,7 +411,7 @@ def train(
     trainer = None
     result: dict[str, Any] = {"run_id": config.run_id}
     try:
-        if runtime.is_main:
+        if runtime.is_main and not _holds_config(run, config):
             run.write_config(config)
         trainer = Trainer(config, run, runtime, progress)
         trainer.stop_signals = signals
@@ -479,6 +479,15 @@ def train(
         if torch.distributed.is_available() and torch.distributed.is_initialized():
             torch.distributed.destroy_process_group()
     return result
+
+
+def _holds_config(run: RunDir, config: RunConfig) -> bool:
+    """The run's config.json already says ``config`` (left as written: a newer version's
+    defaults would change the file that the run's id hashes)."""
+    try:
+        return run.has_config() and run.read_config() == config
+    except ConfigError:
+        return False
 
 
 def _finished_result(config: RunConfig, run: RunDir) -> dict[str, Any] | None:

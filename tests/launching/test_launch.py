@@ -11,6 +11,7 @@ import pytest
 from typer.testing import CliRunner
 
 from scaling.cli import app
+from scaling.config import run_id_of
 from scaling.launching import state
 from scaling.rundir import RunDir
 
@@ -103,18 +104,23 @@ def test_two_launchers_share_the_work(plan_dir):
 
 def test_a_failing_run_is_marked_and_retried(plan_dir, tmp_path):
     runs = plan_dir(params="[3e4, 6e4]")
-    bad_id = run_ids(runs)[0]
-    config_path = runs / "runs" / bad_id / "config.json"
-    config = json.loads(config_path.read_text())
+    # one run of the plan reads a corpus that is not there: its config, its id (the hash of
+    # the config) and its plan.csv row changed together, as replanning would
+    planned_id = run_ids(runs)[0]
+    config = json.loads((runs / "runs" / planned_id / "config.json").read_text())
     config["data"]["source"] = str(tmp_path / "no-such-corpus")
-    config_path.write_text(json.dumps(config))
+    bad_id = config["run_id"] = run_id_of(config)
+    (runs / "runs" / planned_id).rename(runs / "runs" / bad_id)
+    (runs / "runs" / bad_id / "config.json").write_text(json.dumps(config))
+    plan = (runs / "plan.csv").read_text()
+    (runs / "plan.csv").write_text(plan.replace(planned_id, bad_id))
     process = launcher(runs, "--retries", "1")
     output, _ = process.communicate(timeout=600)
     assert process.returncode == 1, output
     result = json.loads((runs / "runs" / bad_id / "result.json").read_text())
     assert result["status"] == "failed" and "does not exist" in result["error"]
     assert (runs / "runs" / bad_id / "result.failed-1.json").is_file()  # the first attempt
-    good_id = run_ids(runs)[1]
+    (good_id,) = set(run_ids(runs)) - {bad_id}
     assert json.loads((runs / "runs" / good_id / "result.json").read_text())["status"] == "done"
 
 

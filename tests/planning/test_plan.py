@@ -7,11 +7,11 @@ import pytest
 from typer.testing import CliRunner
 
 from scaling.cli import app
-from scaling.config import ConfigError, ModelConfig, RunConfig, load_run_config
+from scaling.config import ConfigError, ModelConfig, RunConfig, load_run_config, run_id_of
 from scaling.counting import count_params, flops_per_token
 from scaling.fitting.hparams import HparamsLaw
 from scaling.fitting.parametric import ParametricLaw
-from scaling.planning.plan import plan_sweep, run_id_of
+from scaling.planning.plan import plan_sweep
 from scaling.planning.shapes import search_shapes
 from scaling.planning.spec import ShapeRules, load_spec
 

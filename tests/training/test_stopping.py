@@ -124,3 +124,19 @@ def test_sigterm_to_a_long_step_stops_within_it_and_resumes_exactly(tmp_path):
     expected = {line["step"]: line["train_loss"] for line in logged(reference)}
     for step in range(1, at + 3):
         assert got[step] == pytest.approx(expected[step], rel=1e-6), step
+
+
+def test_a_resume_keeps_a_corrupt_metrics_file_aside(tmp_path):
+    config = tiny_run(tokens=14 * 1024, checkpoint_interval=10, log_interval=2, eval_interval=0)
+    run = tmp_path / "run"
+    train(config, run, progress=False)
+    (run / "result.json").unlink()
+    lines = (run / "metrics.jsonl").read_text().splitlines()
+    lines[1] = lines[1][:10] + "#garbage"  # step 4's line, before the checkpoint at step 10
+    original = "\n".join(lines) + "\n"
+    (run / "metrics.jsonl").write_text(original)
+    with pytest.warns(UserWarning, match="line 2 is corrupt"):
+        train(config, run, progress=False)
+    assert (run / "metrics.jsonl.corrupt").read_text() == original  # nothing lost
+    steps = [json.loads(line)["step"] for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert steps == [2, 6, 8, 10, 12, 14]  # before: [2], every line after the corrupt one gone
