@@ -351,3 +351,38 @@ def test_plan_json_carries_each_configs_lr_to_full_precision(tmp_path):
         config = load_run_config(out / "runs" / row["run_id"] / "config.json")
         assert row["lr"] == pytest.approx(config.train.lr, rel=1e-14, abs=0)
     assert len({row["lr"] for row in rows}) > 1  # a formula of N: no round numbers
+
+
+@pytest.mark.parametrize(
+    "lr, batch, message",
+    [
+        ('"1e400"', "8192", "train.lr: '1e400' gives inf"),
+        ('"-0.01 * (N / 1e6) ** -0.3"', "8192", "must be a positive, finite number"),
+        ('"0.01"', '"-D / 1e3"', "train.batch_tokens: '-D / 1e3' gives -"),  # was 4096, silently
+        ('"' + "N" + " + N" * 5000 + '"', "8192", "a formula has at most 2,000"),
+        ('"N' + " * 1" * 150 + ' * 1e-9"', "8192", "nested more than 100 deep"),
+        # a law that says -0.25 C^0.3 (planned as 4096 tokens once): refused as it loads
+        ('"fit:hp.json"', '"fit:hp.json"', "k_batch: -0.25 must be positive"),
+    ],
+)
+def test_rules_that_give_no_usable_value_are_one_line(tmp_path, corpus, lr, batch, message):
+    import subprocess
+    import sys
+
+    HparamsLaw.from_params({"k_lr": 0.3, "e_lr": -0.1, "k_batch": -0.25, "e_batch": 0.3}).to_json(
+        tmp_path / "hp.json"
+    )
+    spec = write_spec(tmp_path, corpus)
+    text = spec.read_text().replace('lr = "0.01 * (N / 1e6) ** -0.3"', f"lr = {lr}")
+    spec.write_text(text.replace("batch_tokens = 8192", f"batch_tokens = {batch}"))
+    out = tmp_path / "RUNS"
+    done = subprocess.run(
+        [sys.executable, "-m", "scaling", "plan", str(spec), "--out", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 2, done.stdout + done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0] and len(lines[0]) < 400, lines
+    assert not out.exists()
