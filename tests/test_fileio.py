@@ -35,11 +35,24 @@ def test_a_new_file_has_the_umasks_mode_and_a_rewrite_keeps_its_own(tmp_path, um
     assert mode(tmp_path / "export") == 0o755
 
 
-@pytest.mark.parametrize("target", ["/dev/null", "folder"])
-def test_a_path_that_is_not_a_regular_file_is_refused(tmp_path, target):
-    path = tmp_path / target if target == "folder" else target
-    if target == "folder":
-        path.mkdir()
+@pytest.fixture
+def device_node(tmp_path):
+    """A character device like /dev/null, of the test's own: if the refusal ever failed, a
+    test writing to the real /dev/null as root would replace it for the whole machine."""
+    node = tmp_path / "null"
+    try:
+        os.mknod(node, 0o666 | stat.S_IFCHR, os.makedev(1, 3))
+    except PermissionError:
+        pytest.skip("making a device node needs root")
+    return node
+
+
+@pytest.mark.parametrize("target", ["device", "folder"])
+def test_a_path_that_is_not_a_regular_file_is_refused(tmp_path, target, request):
+    if target == "device":
+        path = request.getfixturevalue("device_node")
+    else:
+        (path := tmp_path / "folder").mkdir()
     with pytest.raises(ConfigError, match="give the name of a file"):
         write_atomic(path, "x")
     assert os.path.exists(path) and not os.path.isfile(path)  # left as it was
@@ -78,14 +91,14 @@ def one_line(done: subprocess.CompletedProcess, *fragments: str) -> None:
         assert fragment in lines[0], lines[0]
 
 
-def test_outputs_onto_wrong_paths_are_one_line(tmp_path):
+def test_outputs_onto_wrong_paths_are_one_line(tmp_path, device_node):
     (tmp_path / "a-file").write_text("mine")
     (tmp_path / "a-folder").mkdir()
     one_line(
-        scaling("fit", "builtin:chinchilla", "--law", "isoflop", "--out", "/dev/null"),
-        "/dev/null: is not a regular file",
+        scaling("fit", "builtin:chinchilla", "--law", "isoflop", "--out", str(device_node)),
+        "null: is not a regular file",
     )
-    assert stat.S_ISCHR(os.stat("/dev/null").st_mode)
+    assert stat.S_ISCHR(os.stat(device_node).st_mode)
     one_line(
         scaling(
             "fit", "builtin:chinchilla", "--law", "isoflop", "--out", str(tmp_path / "a-folder")

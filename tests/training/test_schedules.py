@@ -1,3 +1,5 @@
+import math
+
 import pytest
 
 from scaling.config import TrainConfig
@@ -24,9 +26,12 @@ def test_wsd_is_flat_until_its_cooldown_and_shapes_differ():
     assert lr_at(cfg, 79, 100) == pytest.approx(1e-3)
     assert lr_at(cfg, 80, 100) == pytest.approx(1e-3)
     assert lr_at(cfg, 90, 100) < 1e-3
+    # a quarter of the way through a cooldown, the three shapes part
     assert cooldown_factor(0.25, "1-sqrt") == pytest.approx(0.5)
-    assert cooldown_factor(0.5, "cosine") == pytest.approx(0.5)
-    assert cooldown_factor(0.5, "linear") == pytest.approx(0.5)
+    assert cooldown_factor(0.25, "linear") == pytest.approx(0.75)
+    assert cooldown_factor(0.25, "cosine") == pytest.approx((1 + math.cos(math.pi / 4)) / 2)
+    for shape in ("1-sqrt", "linear", "cosine"):
+        assert cooldown_factor(0.0, shape) == 1.0 and cooldown_factor(1.0, shape) == 0.0
 
 
 def test_warmup_fraction_and_branches():

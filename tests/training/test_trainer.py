@@ -164,12 +164,24 @@ def test_sigterm_leaves_a_checkpoint_and_resumes(tmp_path):
     assert steps == sorted(set(steps))
 
 
-def test_activation_checkpointing_changes_nothing_but_memory(tmp_path):
+def test_activation_checkpointing_changes_nothing_but_memory(tmp_path, monkeypatch):
+    import torch.utils.checkpoint
+
     plain = train(tiny_run(tokens=6 * 1024), tmp_path / "plain", progress=False)
+    real, calls = torch.utils.checkpoint.checkpoint, []
+
+    def counted(function, *args, **kwargs):
+        calls.append(kwargs.get("use_reentrant"))
+        return real(function, *args, **kwargs)
+
+    monkeypatch.setattr(torch.utils.checkpoint, "checkpoint", counted)
     checkpointed = train(
         tiny_run(tokens=6 * 1024, activation_checkpointing=True), tmp_path / "ckpt", progress=False
     )
     assert checkpointed["final_eval_loss"] == pytest.approx(plain["final_eval_loss"], rel=1e-6)
+    # every block of every forward went through the checkpoint (2 blocks, 6 steps of one
+    # micro-batch, and the evaluations), non-reentrant
+    assert len(calls) >= 2 * 6 and set(calls) == {False}
 
 
 @pytest.mark.slow
@@ -193,8 +205,21 @@ def test_compiled_blocks_train_like_eager_ones(tmp_path, model):
 
 
 def test_bf16_autocast_on_cpu(tmp_path):
-    result = train(tiny_run(tokens=20 * 1024, precision="bf16"), tmp_path, progress=False)
+    """The run really computes in bf16: its linear layers' outputs are bf16 (a run that
+    ignored the setting would train in fp32 and pass on the loss alone)."""
+    dtypes = set()
+
+    def record(module, args, output):
+        if isinstance(module, torch.nn.Linear) and module.training:
+            dtypes.add(output.dtype)
+
+    handle = torch.nn.modules.module.register_module_forward_hook(record)
+    try:
+        result = train(tiny_run(tokens=20 * 1024, precision="bf16"), tmp_path, progress=False)
+    finally:
+        handle.remove()
     assert result["status"] == "done" and result["final_eval_loss"] < math.log(512)
+    assert dtypes == {torch.bfloat16}
 
 
 def test_missing_tracker_package_is_a_clear_error(tmp_path, monkeypatch):
