@@ -34,6 +34,11 @@ BENCHMARKS = {
         "Fits on a busy machine",
         [sys.executable, "benchmarks/fit_under_load.py"],
     ),
+    # about 11 minutes on 2 cores (a fit of a million points among them)
+    "fit_memory": (
+        "Peak memory of scaling fit",
+        [sys.executable, "benchmarks/fit_memory.py"],
+    ),
     "demo": (
         "Wall time of `scaling demo`",
         [sys.executable, "-m", "scaling", "demo", "--no-progress"],

@@ -296,6 +296,12 @@ class TrainConfig(BaseModel):
     eval_windows: int = Field(32, ge=1, description="validation windows, shared across a sweep")
     log_interval: int = Field(10, ge=1)
     checkpoint_interval: int = Field(100, ge=1)
+    collective_timeout_s: float = Field(
+        1800.0,
+        gt=0,
+        description="how long a process waits in a collective (a lost process of a "
+        "multi-process run is noticed by the others after this long)",
+    )
     seed: int = 0
     flop_formula: FlopFormula = "6N"
     trackers: tuple[Literal["tensorboard", "wandb"], ...] = ()
@@ -384,10 +390,18 @@ def load_run_config(path: str | Path) -> RunConfig:
         raise ConfigError(describe_validation_error(err, path)) from None
 
 
-def run_id_of(config: RunConfig | dict[str, Any]) -> str:
-    """A run's id: the hash of its config (its resolved fields, or the config.json as written),
-    so replanning never duplicates a run and an edited config.json is found out."""
-    fields = config.model_dump(mode="json") if isinstance(config, RunConfig) else dict(config)
-    fields.pop("run_id", None)
-    payload = json.dumps(fields, sort_keys=True)
-    return hashlib.sha256(payload.encode()).hexdigest()[:12]
+def run_id_of(config: RunConfig) -> str:
+    """A run's id: the hash of its config, so replanning never duplicates a run and an edited
+    config.json is found out. Only the fields that differ from their defaults are hashed: a
+    field added in a later version, with a default, leaves every earlier run's id as it was."""
+    fields = config.model_dump(mode="json", exclude_defaults=True, exclude={"run_id"})
+    return _hash(fields)
+
+
+def full_run_id_of(written: dict[str, Any]) -> str:
+    """The id of a config.json as planned before 0.2 hashed it: every field, as written."""
+    return _hash({key: value for key, value in written.items() if key != "run_id"})
+
+
+def _hash(fields: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:12]

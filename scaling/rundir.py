@@ -113,14 +113,11 @@ class RunDir:
         """The config of the planned run ``run_id``, checked to be the one planned: its id is
         the hash of its contents, so an edited config.json (another model, other tokens than
         plan.csv says) is refused here rather than trained and fitted as the planned run."""
-        from scaling.config import run_id_of
+        from scaling.config import full_run_id_of, run_id_of
 
         config = self.read_config()
-        try:
-            written = json.loads(self.config_path.read_text())
-        except (OSError, json.JSONDecodeError):
-            written = None
-        if run_id not in (run_id_of(config), written is not None and run_id_of(written)):
+        written = json.loads(self.config_path.read_text())  # it loaded: it is JSON
+        if run_id not in (run_id_of(config), full_run_id_of(written)):
             raise ConfigError(
                 f"{self.config_path}: changed since it was planned as run {run_id} (its contents "
                 f"hash to {run_id_of(config)}); to train the changed config, put the change in "

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from scaling.config import run_id_of
+from scaling.config import RunConfig, run_id_of
 from scaling.rundir import RunsDir
 
 from .launching.conftest import plan_dir  # noqa: F401  (a fixture)
@@ -108,4 +108,4 @@ def test_an_edited_config_is_not_launched_or_fitted(plan_dir, finished):  # noqa
     before = sorted(str(p) for p in runs.rglob("*"))
     one_line(scaling("launch", str(runs)), f"changed since it was planned as run {run_dir.name}")
     assert sorted(str(p) for p in runs.rglob("*")) == before  # nothing claimed or started
-    assert run_id_of(config) != run_dir.name
+    assert run_id_of(RunConfig.model_validate(config)) != run_dir.name

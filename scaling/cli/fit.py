@@ -34,10 +34,15 @@ def _law_table(outcome) -> None:
     table.add_column("parameter")
     table.add_column("value", justify="right")
     table.add_column(f"{law.settings['level']:.0%} interval", justify="right")
+    # a parameter held fixed has a zero-width interval: say so rather than print it as fitted
+    held = {
+        **dict.fromkeys(law.settings.get("base") or {}, "given (--base)"),
+        **dict.fromkeys(law.settings.get("pinned") or {}, "pinned"),
+    }
     for name, value in law.params.items():
         low_high = law.intervals.get(name)
         interval = f"[{low_high[0]:.4g}, {low_high[1]:.4g}]" if low_high else ""
-        table.add_row(name, f"{value:.6g}", interval)
+        table.add_row(name, f"{value:.6g}", held.get(name, interval))
     derived = law.allocation_exponents()
     for name in ("a", "b"):
         if name in derived:
@@ -240,6 +245,11 @@ def fit(
             method=method,
             metric=metric_col,
         )
+    if not outcomes:  # only --law all gets here without a fit: each law was skipped
+        reasons = "; ".join(
+            f"{entry['law']}: {entry['reason'].removeprefix(f'{source}: ')}" for entry in skipped
+        )
+        raise fail(f"no law could be fitted to {source}, nothing written ({reasons})")
     if as_json:
         payload = [outcome.to_dict() for outcome in outcomes]
         typer.echo(

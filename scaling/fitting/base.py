@@ -23,10 +23,12 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from pathlib import Path
 from typing import Any, ClassVar, Self
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from scaling.config import ConfigError
 from scaling.fileio import write_atomic
@@ -71,6 +73,27 @@ def percentile_interval(values: np.ndarray, level: float = 0.95) -> list[float]:
     return [float(low), float(high)]
 
 
+# Values this close (relative to their size) are equal but for round-off: a fit through them
+# finds round-off, not a law (a parabola "through" equal losses opens up or down by chance).
+ROUND_OFF = 1e-9
+
+
+def all_equal(values: ArrayLike) -> bool:
+    """Whether ``values`` are the same number but for round-off (``ROUND_OFF``)."""
+    values = np.asarray(values, dtype=float)
+    return bool(np.ptp(values) <= ROUND_OFF * np.max(np.abs(values))) if values.size else True
+
+
+def require_varying(values: ArrayLike, source: str, law: str, what: str = "losses") -> None:
+    """A FitError unless ``values`` differ beyond round-off: equal losses carry no trend, and
+    every law fitted through them would report round-off as a fit."""
+    if all_equal(values):
+        raise FitError(
+            f"{source}: all {len(values)} {what} are equal ({float(np.asarray(values)[0]):.6g}), "
+            f"so they cannot identify the {law} law's parameters: it needs {what} that differ"
+        )
+
+
 def positive(name: str, value: float | None) -> float | None:
     """``value`` checked to be a positive finite number (None passes through)."""
     if value is None:
@@ -93,6 +116,13 @@ class Law:
     defaults: ClassVar[dict[str, Any]] = {}
     answers: ClassVar[frozenset[str]] = frozenset()
     covariates: ClassVar[tuple[str, ...]] = ()
+    # What a fit file's parameters must be, checked when it is read: the names every fit of
+    # this law holds, those > 0 in the fit and in each bootstrap sample (they are divided by or
+    # raised to a power), and those > 0 in the fit alone (a degenerate resample may put an
+    # exponent at or below 0; that sample's optimum is undefined and left out of intervals).
+    parameters: ClassVar[tuple[str, ...]] = ()
+    positive_params: ClassVar[tuple[str, ...]] = ()
+    positive_in_fit: ClassVar[tuple[str, ...]] = ()
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
@@ -327,33 +357,65 @@ class Law:
         return text
 
     @classmethod
+    def params_problem(cls, params: dict[str, float], fitted: bool) -> tuple[str, str] | None:
+        """(the parameter, what is wrong) with one set of finite parameters read from a fit
+        file, the fit's own (``fitted``) or a bootstrap sample's; None when they will do."""
+        for name in cls.parameters:
+            if name not in params:
+                return "", f"no {name!r}; the {cls.law} law's are {', '.join(cls.parameters)}"
+        for name in cls.positive_params + (cls.positive_in_fit if fitted else ()):
+            if params[name] <= 0:
+                return name, f"{params[name]!r} must be positive"
+        return None
+
+    @classmethod
+    def details_problem(cls, details: dict[str, Any]) -> str | None:
+        """What is wrong with the ``details`` of a fit file that its readers rely on, or
+        None. Details are a record; a law whose readers draw from them checks them here."""
+        return None
+
+    @classmethod
     def from_dict(cls, data: dict[str, Any], source: str = "fit file") -> Law:
+        """The law a fit file holds, every field checked first: anything a law could not
+        answer with (a missing key, a wrong type, a NaN, a parameter of the wrong sign) is one
+        FitError naming ``source`` and the field. Earlier formats are read as they were
+        written (format 1: ``bootstrap`` for ``bootstrap_samples``)."""
+        if not isinstance(data, dict):
+            raise FitError(f"{source}: not a fit file (not a JSON object)")
         name = data.get("law", "")
-        law_cls = LAWS.get(name)
+        law_cls = LAWS.get(name) if isinstance(name, str) else None
         if law_cls is None:
             raise FitError(f"{source}: unknown law {name!r}; known: {', '.join(sorted(LAWS))}")
         if cls is not Law and not issubclass(law_cls, cls):
             raise FitError(f"{source}: holds a {name} law, not a {cls.law or cls.__name__}")
         version = data.get("format", 1)
-        if not isinstance(version, int) or version > FORMAT:
+        if not isinstance(version, int) or isinstance(version, bool) or version > FORMAT:
             raise FitError(
                 f"{source}: fit file format {version!r} is newer than this toolkit reads "
                 f"({FORMAT}); upgrade scaling"
             )
-        settings = dict(data.get("options", {}))
-        if version == 1 and "bootstrap" in settings:
-            settings["bootstrap_samples"] = settings.pop("bootstrap")
-        known = {**COMMON_SETTINGS, **law_cls.defaults}
-        law = law_cls(**{k: v for k, v in settings.items() if k in known})
-        law.params = data["params"]
-        law.intervals = data.get("intervals", {})
-        law.samples = data.get("samples", [])
-        law.n_points = data.get("n_points", 0)
-        law.points_digest = data.get("points_digest", "")
-        law.excluded = data.get("excluded", [])
-        law.objective = data.get("objective")
-        law.details = data.get("details", {})
-        law.version = data.get("version", "")
+        settings = _read_settings(data.get("options", {}), version, law_cls, source)
+        try:  # the law checks the values of its settings (level in (0, 1), ...)
+            law = law_cls(**settings)
+        except FitError as err:
+            raise FitError(f"{source}: options: {err}") from None
+        if "params" not in data:
+            raise FitError(f"{source}: no 'params': not a fit file (scaling fit writes them)")
+        law.params = _read_params(data["params"], law_cls, source, "params", fitted=True)
+        samples = _read_field(data, "samples", list, [], source, "a list of parameter sets")
+        law.samples = [
+            _read_params(sample, law_cls, source, f"samples[{i}]", fitted=False)
+            for i, sample in enumerate(samples)
+        ]
+        law.intervals = _read_intervals(data.get("intervals", {}), source)
+        law.n_points = _read_field(data, "n_points", int, 0, source, "a whole number")
+        law.points_digest = _read_field(data, "points_digest", str, "", source, "a string")
+        law.excluded = _read_field(data, "excluded", list, [], source, "a list")
+        law.objective = _read_field(data, "objective", float, None, source, "a number or null")
+        law.details = _read_field(data, "details", dict, {}, source, "an object")
+        law.version = _read_field(data, "version", str, "", source, "a string")
+        if problem := law_cls.details_problem(law.details):
+            raise FitError(f"{source}: details: {problem}")
         return law
 
     @classmethod
@@ -370,13 +432,142 @@ class Law:
                 text = path.read_text()
             except (OSError, UnicodeDecodeError) as err:
                 raise FitError(f"{path}: cannot read ({err})") from None
+        if (field := _too_deep(text)) is not None:
+            raise FitError(
+                f"{label}: {field or 'the file'}: nested more than {MAX_NESTING} levels deep; "
+                "a fit file's values are numbers and lists or objects a few levels deep"
+            )
         try:
             data = json.loads(text)
-            if not isinstance(data, dict):
-                raise TypeError("not a JSON object")
-            return cls.from_dict(data, label)
-        except (json.JSONDecodeError, KeyError, TypeError, AttributeError) as err:
+        except (json.JSONDecodeError, RecursionError) as err:
             raise FitError(f"{label}: not a fit file ({err})") from None
+        return cls.from_dict(data, label)
+
+
+# -- reading a fit file ------------------------------------------------------------------------
+MAX_NESTING = 64  # a fit file nests 6 levels (details, a budget's row, its intervals)
+_JSON_TOKENS = re.compile(r'"(?:[^"\\]|\\.)*"|[\[\]{}]')
+_COLON = re.compile(r"\s*:")
+
+
+def _too_deep(text: str) -> str | None:
+    """The top-level key whose value nests deeper than ``MAX_NESTING`` ('' when no key
+    holds it), or None. Python's parser recurses once per level and fails with a
+    RecursionError, which names nothing; this scan counts the levels without recursing."""
+    depth, key = 0, ""
+    for token in _JSON_TOKENS.finditer(text):
+        mark = token.group()
+        if mark[0] == '"':
+            if depth == 1 and _COLON.match(text, token.end()):
+                key = mark[1:-1]
+        elif mark in "[{":
+            depth += 1
+            if depth > MAX_NESTING:
+                return key
+        else:
+            depth -= 1
+    return None
+
+
+def finite_number(value: Any) -> bool:
+    """Whether ``value`` read from JSON is a finite number (true and false are not)."""
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _read_field(data: dict, key: str, kind: type, default: Any, source: str, allowed: str):
+    """``data[key]`` checked to be of ``kind`` (float: any number or null), else FitError."""
+    value = data.get(key, default)
+    if kind is float:
+        ok = value is None or (isinstance(value, int | float) and not isinstance(value, bool))
+    elif kind is int:
+        ok = isinstance(value, int) and not isinstance(value, bool) and value >= 0
+    else:
+        ok = isinstance(value, kind)
+    if not ok:
+        raise FitError(f"{source}: {key}: {_shown(value)} must be {allowed}")
+    return value
+
+
+def _shown(value: Any) -> str:
+    """A value as a message quotes it: short, whatever its size."""
+    text = repr(value)
+    return text if len(text) <= 40 else f"{text[:37]}..."
+
+
+def _read_params(
+    value: Any, law_cls: type[Law], source: str, field: str, fitted: bool
+) -> dict[str, float]:
+    """One set of parameters (the fit's, or a bootstrap sample's): finite numbers by name,
+    as the law needs them (``Law.params_problem``)."""
+    if not isinstance(value, dict):
+        raise FitError(f"{source}: {field}: {_shown(value)} must be an object of parameters")
+    params = {}
+    for name, number in value.items():
+        if not finite_number(number):
+            raise FitError(f"{source}: {field}.{name}: {_shown(number)} must be a finite number")
+        params[name] = float(number)
+    if problem := law_cls.params_problem(params, fitted):
+        name, message = problem
+        raise FitError(f"{source}: {field}{'.' + name if name else ''}: {message}")
+    return params
+
+
+def _read_intervals(value: Any, source: str) -> dict[str, list[float | None]]:
+    """Intervals by name, each [low, high] (null where the bootstrap gave no number)."""
+    if not isinstance(value, dict):
+        raise FitError(f"{source}: intervals: {_shown(value)} must be an object")
+    for name, pair in value.items():
+        if not (
+            isinstance(pair, list)
+            and len(pair) == 2
+            and all(end is None or finite_number(end) for end in pair)
+        ):
+            raise FitError(f"{source}: intervals.{name}: {_shown(pair)} must be [low, high]")
+    return value
+
+
+# Settings whose default is None (unset): what a fit file may hold there instead.
+OPTIONAL_SETTINGS = {
+    "flops_per_param_token": ("a positive number", lambda v: finite_number(v) and v > 0),
+    "base": ("an object of parameters", lambda v: isinstance(v, dict)),
+}
+
+
+def _read_settings(options: Any, version: int, law_cls: type[Law], source: str) -> dict:
+    """The law's settings from a fit file's ``options``, each of its default's type. Keys
+    that are not this law's settings (another toolkit version's) are passed over."""
+    if not isinstance(options, dict):
+        raise FitError(f"{source}: options: {_shown(options)} must be an object of settings")
+    options = dict(options)
+    if version == 1 and "bootstrap" in options:
+        options["bootstrap_samples"] = options.pop("bootstrap")
+    known = {**COMMON_SETTINGS, **law_cls.defaults}
+    settings = {}
+    for name, value in options.items():
+        if name not in known:
+            continue
+        if problem := _setting_problem(name, value, known[name]):
+            raise FitError(f"{source}: options.{name}: {_shown(value)} must be {problem}")
+        settings[name] = value
+    return settings
+
+
+def _setting_problem(name: str, value: Any, default: Any) -> str | None:
+    """What ``value`` must be instead, for a setting whose default is ``default``; or None."""
+    if default is None:
+        allowed, ok = OPTIONAL_SETTINGS.get(name, ("anything", lambda v: True))
+        return None if value is None or ok(value) else f"{allowed} or null"
+    if isinstance(default, bool):
+        return None if isinstance(value, bool) else "true or false"
+    if isinstance(default, int):
+        whole = isinstance(value, int) or (isinstance(value, float) and value.is_integer())
+        return None if whole and not isinstance(value, bool) else "a whole number"
+    if isinstance(default, float):
+        return None if finite_number(value) else "a number"
+    if isinstance(default, str | dict):
+        kind = "a string" if isinstance(default, str) else "an object"
+        return None if isinstance(value, type(default)) else kind
+    return None
 
 
 def _jsonable(value: Any) -> Any:

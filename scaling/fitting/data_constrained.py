@@ -15,7 +15,7 @@ from typing import Any, ClassVar
 import numpy as np
 import pandas as pd
 
-from scaling.fitting.base import FitError, Law
+from scaling.fitting.base import FitError, Law, require_varying
 from scaling.fitting.minimize import multistart
 from scaling.fitting.parametric import ParametricLaw, _rho
 from scaling.fitting.points import Points
@@ -34,7 +34,12 @@ class DataConstrainedLaw(Law):
     R_D* and R_N* on every point (single-epoch points inform R_N* too: a model larger than the
     optimum for its unique data has "repeated" parameters). The bootstrap refits everything
     fitted here, the base law included. ``details["profile"]`` holds the objective with each R*
-    halved and doubled; a warning says when one is barely identified."""
+    halved and doubled; a warning says when one is barely identified.
+
+    What the points identify, else the fit is refused: losses that differ, 2 or more points
+    that repeat data (tokens > unique_tokens), and, where the base law is fitted here, what
+    the parametric law needs of the single-epoch points. An R* that halving or doubling
+    hardly changes is flagged in ``details["warnings"]`` (read it as a bound)."""
 
     law = "data-constrained"
     formula = "L = E + A/N'^alpha + B/D'^beta (effective N', D' of Muennighoff et al. 2023)"
@@ -46,6 +51,9 @@ class DataConstrainedLaw(Law):
     }
     answers = frozenset({"loss"})
     covariates = ("unique_tokens",)
+    parameters = (*ParametricLaw.parameters, "R_D_star", "R_N_star")
+    positive_params = (*ParametricLaw.positive_params, "R_D_star", "R_N_star")
+    positive_in_fit = ParametricLaw.positive_in_fit
 
     def loss(self, params, tokens, sample=None, unique_tokens=None, **covariates):
         p = sample or self.params
@@ -72,6 +80,7 @@ class DataConstrainedLaw(Law):
             raise FitError(
                 f"{points.source}: the data-constrained law needs 'unique_tokens' for every point"
             )
+        require_varying(frame["loss"], points.source, self.law)
         repeated = self._repeated(frame)
         if repeated.sum() < 2:
             raise FitError(

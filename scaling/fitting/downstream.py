@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 from scipy.optimize import curve_fit
 
-from scaling.fitting.base import FitError, Law
+from scaling.fitting.base import FitError, Law, require_varying
 from scaling.fitting.parametric import ParametricLaw
 
 
@@ -22,12 +22,19 @@ def sigmoid(loss, low, high, k, l0):
 
 class DownstreamLaw(Law):
     """Points need a task-metric column (setting ``metric``, e.g. accuracy) beside params,
-    tokens and loss."""
+    tokens and loss.
+
+    What the points identify, else the fit is refused: what the parametric law needs for
+    the loss, and metric values that differ (the sigmoid's four parameters are anything
+    through a flat line)."""
 
     law = "downstream"
     formula = "metric = low + (high - low) / (1 + exp(k (L(N, D) - L0))), L(N, D) parametric"
     defaults: ClassVar[dict[str, Any]] = {"metric": "accuracy", "flops_per_param_token": None}
     answers = frozenset({"loss", "optimum"})
+    parameters = (*ParametricLaw.parameters, "low", "high", "k", "L0")
+    positive_params = ParametricLaw.positive_params
+    positive_in_fit = ParametricLaw.positive_in_fit
 
     def _loss_law(self, sample=None) -> ParametricLaw:
         p = sample or self.params
@@ -64,6 +71,7 @@ class DownstreamLaw(Law):
         values = pd.to_numeric(frame[metric], errors="coerce").to_numpy(float)
         if not np.isfinite(values).all():
             raise FitError(f"{points.source}: column {metric!r} has missing or non-numeric values")
+        require_varying(values, points.source, self.law, what=f"{metric} values")
         loss_law = ParametricLaw(flops_per_param_token=self.settings["flops_per_param_token"])
         loss_law.fit(points)
         self.settings["flops_per_param_token"] = loss_law.settings["flops_per_param_token"]

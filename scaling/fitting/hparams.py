@@ -14,7 +14,7 @@ from typing import Any, ClassVar
 import numpy as np
 import pandas as pd
 
-from scaling.fitting.base import FitError, Law
+from scaling.fitting.base import FitError, Law, all_equal
 from scaling.fitting.isoflop import _vertex
 from scaling.fitting.powerlaw import evaluate, fit_power_law
 
@@ -23,12 +23,32 @@ HPARAMS = ("lr", "batch_tokens")
 
 class HparamsLaw(Law):
     """Settings: ``method`` (near-optimal or parabola), ``tolerance`` (near-optimal: within
-    this fraction of the best loss)."""
+    this fraction of the best loss).
+
+    What the points identify: a budget's optimum needs losses that differ (where all are
+    equal every run is "near-optimal", and the mean would be the centre of the grid swept,
+    not a finding), and the power laws need optima at 2 or more budgets; with fewer the fit
+    is refused. A budget without an optimum is left out with its reason."""
 
     law = "hparams"
     formula = "lr_opt = k_lr * C^e_lr; batch_opt = k_batch * C^e_batch"
     defaults: ClassVar[dict[str, Any]] = {"method": "near-optimal", "tolerance": 0.005}
     answers = frozenset({"hyperparameters"})
+
+    @classmethod
+    def params_problem(cls, params: dict[str, float], fitted: bool) -> tuple[str, str] | None:
+        """At least one law, lr (k_lr, e_lr) or batch size (k_batch, e_batch), whole."""
+        pairs = [(f"k_{key}", f"e_{key}") for key in ("lr", "batch")]
+        present = [pair for pair in pairs if pair[0] in params or pair[1] in params]
+        if not present:
+            return "", "no 'k_lr' and 'e_lr' nor 'k_batch' and 'e_batch'"
+        for k, e in present:
+            for name in (k, e):
+                if name not in params:
+                    return "", f"no {name!r} beside {(k if name == e else e)!r}"
+            if params[k] <= 0:
+                return k, f"{params[k]!r} must be positive"
+        return None
 
     def hyperparameters(self, compute: float, sample=None) -> dict[str, float]:
         p = sample or self.params
@@ -83,6 +103,11 @@ def _budget_optimum(group: pd.DataFrame, names: list[str], method: str, toleranc
         "tokens": float(best["tokens"]),
         "n_points": len(group),
     }
+    if all_equal(group["loss"]):
+        for name in names:
+            out[name] = np.nan
+            out[f"{name}_reason"] = "its losses are all equal (no optimum to find)"
+        return out
     if method == "near-optimal":
         near = group[group["loss"] <= best["loss"] * (1 + tolerance)]
         out["n_near_optimal"] = len(near)

@@ -12,7 +12,15 @@ from typing import Any, ClassVar
 import numpy as np
 import pandas as pd
 
-from scaling.fitting.base import FitError, Law, blas_threads, percentile_interval
+from scaling.fitting.base import (
+    FitError,
+    Law,
+    all_equal,
+    blas_threads,
+    finite_number,
+    percentile_interval,
+    require_varying,
+)
 from scaling.fitting.powerlaw import evaluate, fit_power_law, invert
 
 
@@ -21,6 +29,36 @@ class AllocationLaw(Law):
 
     formula = "N_opt = k_N * C^a; D_opt = k_D * C^b; L_opt = k_L * C^c"
     answers = frozenset({"optimum"})
+    parameters = ("k_N", "a", "k_D", "b", "k_L", "c")
+    positive_params = ("k_N", "k_D", "k_L")
+
+    @classmethod
+    def details_problem(cls, details: dict[str, Any]) -> str | None:
+        """The per-budget optima the figures draw (``budget_optima``): rows with a positive
+        budget, numbers or null for the optimum, a parabola of 3 coefficients."""
+        rows = details.get("budgets", details.get("optima", []))
+        if not isinstance(rows, list):
+            return f"budgets: {rows!r:.40} must be a list of per-budget optima"
+        for i, row in enumerate(rows):
+            where = f"budgets[{i}]"
+            if not isinstance(row, dict):
+                return f"{where}: must be an object"
+            if not (finite_number(row.get("budget")) and row["budget"] > 0):
+                return f"{where}.budget: {row.get('budget')!r:.40} must be a positive number"
+            if not isinstance(row.get("used", True), bool):
+                return f"{where}.used: must be true or false"
+            for key in ("params", "tokens", "loss"):
+                if not (row.get(key) is None or finite_number(row[key])):
+                    return f"{where}.{key}: {row[key]!r:.40} must be a number or null"
+            for key, size in (("parabola", 3), ("log_params_range", 2)):
+                value = row.get(key)
+                if value is not None and not (
+                    isinstance(value, list)
+                    and len(value) == size
+                    and all(map(finite_number, value))
+                ):
+                    return f"{where}.{key}: must be a list of {size} numbers"
+        return None
 
     def allocation_exponents(self) -> dict[str, float]:
         return {"a": self.params["a"], "b": self.params["b"]} if self.params else {}
@@ -62,7 +100,12 @@ class IsoFLOPLaw(AllocationLaw):
     sampling); ``optimum="bootstrap"`` estimates it as Porian et al. (2024) do: the median
     vertex over resamples of the budget's points, its spread weighting the power-law fit, and
     budgets whose minimum lies at the edge kept; ``flops_per_param_token`` (None: the points'
-    own) converts a vertex in N to tokens where the profile in D has no vertex."""
+    own) converts a vertex in N to tokens where the profile in D has no vertex.
+
+    What the points identify: a budget's optimum needs 3 or more distinct sizes whose losses
+    differ (through equal losses a parabola curves up or down by round-off alone, so such a
+    budget is left out with its reason), and the power laws need optima at 2 or more budgets;
+    with fewer the fit is refused."""
 
     law = "isoflop"
     defaults: ClassVar[dict[str, Any]] = {"optimum": "parabola", "flops_per_param_token": None}
@@ -90,9 +133,11 @@ class IsoFLOPLaw(AllocationLaw):
         optima = self._optima(frame)
         used = optima[optima["used"]]
         if len(used) < 2:
-            reasons = "; ".join(
-                f"{r.budget:.3g}: {r.reason}" for r in optima.itertuples() if r.reason
-            )
+            by_reason: dict[str, list[str]] = {}  # one reason once, with its budgets
+            for row in optima.itertuples():
+                if row.reason:
+                    by_reason.setdefault(row.reason, []).append(f"{row.budget:.3g}")
+            reasons = "; ".join(f"{', '.join(b)}: {r}" for r, b in by_reason.items())
             raise FitError(
                 f"{points.source}: fewer than 2 budgets have an interior minimum ({reasons})"
             )
@@ -111,7 +156,11 @@ class IsoFLOPLaw(AllocationLaw):
 class EnvelopeLaw(AllocationLaw):
     """Approach 1 from loss curves (``fit`` takes the curves of ``results.load_curves``:
     run_id, params, tokens, flops, loss per logged step): at ``n_grid`` log-spaced FLOP values,
-    the run of least loss; power laws through those. Bootstrap resamples whole runs."""
+    the run of least loss; power laws through those. Bootstrap resamples whole runs.
+
+    What the curves identify: losses that differ (where every loss is equal no run is better
+    than another, and the winner would be an accident of order) and at least 2 model sizes
+    winning somewhere; otherwise the fit is refused."""
 
     law = "envelope"
     defaults: ClassVar[dict[str, Any]] = {"n_grid": 20}
@@ -127,6 +176,7 @@ class EnvelopeLaw(AllocationLaw):
         curves = curves[(curves["flops"] > 0) & np.isfinite(curves["loss"])]
         if curves["params"].nunique() < 2:
             raise FitError(f"{source}: the envelope needs runs of at least 2 model sizes")
+        require_varying(curves["loss"], source, self.law)
         n_grid = int(self.settings["n_grid"])
         optima = envelope_optima(curves, n_grid)
         if optima["params"].nunique() < 2:
@@ -209,6 +259,8 @@ def _vertex(x: np.ndarray, loss: np.ndarray) -> tuple[float | None, float | None
     """Vertex (x*, loss*) of a parabola through (x, loss), or None and why not."""
     if len(x) < 3 or len(np.unique(x)) < 3:
         return None, None, f"{len(np.unique(x))} distinct sizes (a parabola needs 3)"
+    if all_equal(loss):  # a parabola through equal losses curves up or down by round-off
+        return None, None, "its losses are all equal (no minimum to find)"
     c2, c1, c0 = np.polyfit(x, loss, 2)
     if c2 <= 0:
         return None, None, "the profile has no minimum (parabola opens downwards)"
@@ -238,7 +290,7 @@ def isoflop_optima(
         if optimum == "bootstrap":
             found = (
                 _bootstrap_vertex(x, group["loss"].to_numpy(), seed=int(np.log10(budget) * 1000))
-                if len(np.unique(x)) >= 3
+                if len(np.unique(x)) >= 3 and not all_equal(group["loss"])
                 else None
             )
             if found is None:

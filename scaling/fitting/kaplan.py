@@ -14,17 +14,26 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from scaling.fitting.base import FitError, Law
+from scaling.fitting.base import FitError, Law, require_varying
 from scaling.fitting.minimize import multistart
 from scaling.fitting.powerlaw import fit_power_law
 
 
 class KaplanLaw(Law):
-    """N is ``params_nonembedding`` where the points carry it (Kaplan's convention)."""
+    """N is ``params_nonembedding`` where the points carry it (Kaplan's convention).
+
+    What the points identify, else the fit is refused: 4 or more points with 2 or more
+    distinct sizes and token counts, losses that differ, and a joint fit whose scales N_c, D_c
+    are finite and whose exponents stay off their floor (``MIN_EXPONENT``: a loss that does
+    not fall with N or D drives them there). A term that vanishes at every point (loss
+    against N alone) is flagged in ``details["warnings"]``: its scale and exponent are not
+    identified, though the law's losses are."""
 
     law = "kaplan"
     formula = "L(N, D) = [(N_c/N)^(alpha_N/alpha_D) + D_c/D]^alpha_D"
     answers = frozenset({"loss"})
+    parameters = ("N_c", "alpha_N", "D_c", "alpha_D")
+    positive_params = parameters
 
     def loss(self, params, tokens, sample=None, **covariates):
         p = sample or self.params
@@ -47,6 +56,7 @@ class KaplanLaw(Law):
                 f"{points.source}: the kaplan law needs at least 4 points with 2 or more "
                 f"distinct sizes and token counts; got {len(frame)}"
             )
+        require_varying(frame["loss"], points.source, self.law)
         k_n, e_n = fit_power_law(frame["params"], frame["loss"])  # L = N_c^α · N^-α
         k_d, e_d = fit_power_law(frame["tokens"], frame["loss"])
         one_variable = {
@@ -57,16 +67,59 @@ class KaplanLaw(Law):
         if fitted is None:
             raise FitError(f"{points.source}: the joint Kaplan fit did not converge")
         params, objective = fitted
-        details = {
+        if reason := _collapsed(params):
+            raise FitError(f"{points.source}: {reason}")
+        details: dict[str, Any] = {
             "one_variable": one_variable,
             "N": "params_nonembedding" if "params_nonembedding" in points.frame else "params",
         }
+        if warnings := _vanished_terms(frame, params):
+            details["warnings"] = warnings
         return params, objective, details
 
     def _refit(self, frame, params):
         warm = [np.log(params["N_c"]), np.log(params["D_c"]), params["alpha_N"], params["alpha_D"]]
         result = _joint(frame, np.array([warm]))
-        return result[0] if result else None
+        return result[0] if result and not _collapsed(result[0]) else None
+
+
+MIN_EXPONENT = 1e-4  # the joint fit's floor for alpha_N and alpha_D (they divide)
+TERM_FLOOR = 1e-6  # a term below this share of the bracket everywhere is not identified
+
+
+def _collapsed(params: dict[str, float]) -> str | None:
+    """Why a joint fit says nothing of the law, or None: a scale that overflowed, or an
+    exponent on its floor (the loss does not fall along that axis in these points)."""
+    for scale in ("N_c", "D_c"):
+        if not math.isfinite(params[scale]):
+            return f"the joint fit's {scale} overflowed: the points do not identify it"
+    for exponent in ("alpha_N", "alpha_D"):
+        if params[exponent] <= MIN_EXPONENT * (1 + 1e-6):
+            return (
+                f"the joint fit's {exponent} sits on its floor {MIN_EXPONENT:g}: the loss does not "
+                f"fall with {'N' if exponent == 'alpha_N' else 'D'} in these points"
+            )
+    return None
+
+
+def _vanished_terms(frame: pd.DataFrame, p: dict[str, float]) -> list[str]:
+    """A warning for each term of the joint law that is below ``TERM_FLOOR`` of the bracket
+    at every point: the points show no dependence on that axis, and its scale and exponent
+    are not identified (alpha_D then cancels: the law is L(N) = (N_c/N)^alpha_N alone)."""
+    N, D = frame["params"].to_numpy(float), frame["tokens"].to_numpy(float)
+    n_term = (p["N_c"] / N) ** (p["alpha_N"] / p["alpha_D"])
+    d_term = p["D_c"] / D
+    warnings = []
+    for term, share, names, axis in (
+        ("(N_c/N)^(alpha_N/alpha_D)", n_term / (n_term + d_term), "N_c and alpha_N", "N"),
+        ("D_c/D", d_term / (n_term + d_term), "D_c and alpha_D", "D"),
+    ):
+        if np.max(share) < TERM_FLOOR:
+            warnings.append(
+                f"the term {term} is below {TERM_FLOOR:g} of the law at every point: the loss "
+                f"does not depend on {axis} in these points, and {names} are not identified"
+            )
+    return warnings
 
 
 def _scale(k: float, e: float) -> float:
@@ -97,7 +150,7 @@ def _joint(
         starts,
         method="least_squares",
         keep=keep,
-        bounds=([-np.inf, -np.inf, 1e-4, 1e-4], np.inf),
+        bounds=([-np.inf, -np.inf, MIN_EXPONENT, MIN_EXPONENT], np.inf),
         options={"xtol": 1e-15, "ftol": 1e-15, "gtol": 1e-15, "max_nfev": 5000},
     )
     if best is None:

@@ -24,7 +24,12 @@ GRANULAR = ("c", "g", "gamma", "a", "alpha", "b", "beta")
 
 
 class MoELaw(Law):
-    """Points need ``n_experts`` (0 or 1: dense) and ``params`` = active parameters."""
+    """Points need ``n_experts`` (0 or 1: dense) and ``params`` = active parameters.
+
+    What the points identify, else the fit is refused: the dense law as the parametric law
+    needs it (of the dense points), and each expert count's multiplier inside its search
+    range ``MULTIPLIER_RANGE`` (one on its edge is a bound the points push against, not a
+    value they fix)."""
 
     law = "moe"
     formula = (
@@ -33,6 +38,16 @@ class MoELaw(Law):
     )
     answers = frozenset({"loss"})
     covariates = ("n_experts",)
+    parameters = ParametricLaw.parameters
+    positive_params = ParametricLaw.positive_params
+    positive_in_fit = ParametricLaw.positive_in_fit
+
+    @classmethod
+    def params_problem(cls, params: dict[str, float], fitted: bool) -> tuple[str, str] | None:
+        for name, value in params.items():  # multiplier_8: the dense-equivalent factor
+            if name.startswith("multiplier_") and value <= 0:
+                return name, f"{value!r} must be positive"
+        return super().params_problem(params, fitted)
 
     def dense(self, sample=None) -> ParametricLaw:
         p = sample or self.params
@@ -72,7 +87,15 @@ class MoELaw(Law):
         if frame["n_experts"].max() <= 1:
             raise FitError(f"{points.source}: no MoE points (n_experts > 1) to compare with dense")
         dense = ParametricLaw().fit(Points(dense_rows.reset_index(drop=True), [], points.source))
-        params = {**dense.params, **_multipliers(frame, dense)}
+        multipliers = _multipliers(frame, dense)
+        for name, value in multipliers.items():
+            if not _inside(value):
+                low, high = np.exp(MULTIPLIER_RANGE)
+                raise FitError(
+                    f"{points.source}: {name} = {value:.4g} lies on the edge of its search range "
+                    f"[{low:.3g}, {high:.3g}]: the points do not identify it"
+                )
+        params = {**dense.params, **multipliers}
         per_expert: dict[str, Any] = {}
         for e, group in frame[frame["n_experts"] > 1].groupby("n_experts"):
             try:
@@ -98,10 +121,19 @@ class MoELaw(Law):
             )
         found = _multipliers(frame, sub)
         wanted = {k for k in params if k.startswith("multiplier_")}
-        return {**sub.params, **found} if found.keys() == wanted else None
+        if found.keys() != wanted or not all(map(_inside, found.values())):
+            return None
+        return {**sub.params, **found}
 
 
 DENSE = ("E", "A", "B", "alpha", "beta")
+MULTIPLIER_RANGE = (-5.0, 10.0)  # log m searched: a multiplier from 1/150 to 22,000
+
+
+def _inside(multiplier: float) -> bool:
+    """Whether a fitted multiplier is off the edges of its search range (by 1e-6 in log)."""
+    low, high = MULTIPLIER_RANGE
+    return low + 1e-6 < np.log(multiplier) < high - 1e-6
 
 
 def _multiplier(dense: ParametricLaw, group: pd.DataFrame) -> float:
@@ -114,7 +146,7 @@ def _multiplier(dense: ParametricLaw, group: pd.DataFrame) -> float:
     return float(
         np.exp(
             minimize_scalar(
-                objective, bounds=(-5, 10), method="bounded", options={"xatol": 1e-10}
+                objective, bounds=MULTIPLIER_RANGE, method="bounded", options={"xatol": 1e-10}
             ).x
         )
     )

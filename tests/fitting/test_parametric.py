@@ -1,7 +1,10 @@
+import tracemalloc
+
 import numpy as np
+import pandas as pd
 import pytest
 
-from scaling.fitting import FitError, Law, fit_parametric
+from scaling.fitting import FitError, Law, fit_parametric, parametric
 from scaling.fitting.parametric import (
     ParametricLaw,
     chinchilla_starts,
@@ -157,3 +160,49 @@ def test_degenerate_bootstrap_samples_do_not_break_intervals():
     derived = law.allocation_exponents()["derived_intervals"]
     assert all(np.isfinite(derived["a"]))
     assert np.isfinite(law.predict(compute=1e21)["intervals"]["params"]).all()
+
+
+def _peak_bytes(function) -> int:
+    tracemalloc.start()
+    try:
+        function()
+        return tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
+def test_scoring_the_starts_takes_memory_of_the_points_not_of_the_starts():
+    # before: every start against every point at once, ~10 floats per pair (7 GB for the
+    # 4500 starts and 20,000 points); now a block of BLOCK pairs at a time
+    rng = np.random.default_rng(0)
+    N = np.exp(rng.uniform(np.log(1e7), np.log(1e10), 2000))
+    D = np.exp(rng.uniform(np.log(1e9), np.log(1e12), 2000))
+    frame = pd.DataFrame({"params": N, "tokens": D, "loss": chinchilla_loss(CHINCHILLA, N, D)})
+    problem = ParametricLaw()._problem(frame)
+    starts = problem.full(chinchilla_starts())
+    few = _peak_bytes(lambda: problem.batch_values(starts[:450]))
+    every = _peak_bytes(lambda: problem.batch_values(starts))
+    assert every < 1.2 * few  # 10x the starts, the same peak (before: 10x)
+    assert every < 16 * 8 * parametric.BLOCK  # ~10 float64 arrays of one block
+
+
+def test_blocks_give_the_fit_of_one_pass(monkeypatch):
+    points = isoflop_points(noise=0.01, seed=4)
+    problem = ParametricLaw()._problem(points)
+    starts = problem.full(chinchilla_starts())
+    at_once = problem._values(starts)  # 63 points x 4500 starts: what the fit scored before
+    assert np.array_equal(problem.batch_values(starts), at_once)
+    default = fit_parametric(points, keep=8)  # every start scored, L-BFGS from the best 8
+    monkeypatch.setattr(parametric, "BLOCK", 3000)  # chunks of 47 starts, one of 35
+    assert np.array_equal(problem.batch_values(starts), at_once)
+    assert fit_parametric(points, keep=8).params == default.params
+    # points in blocks too (16 + 16 + 16 + 15): the same sums but for round-off
+    monkeypatch.setattr(parametric, "BLOCK", 16)
+    np.testing.assert_allclose(problem.batch_values(starts), at_once, rtol=1e-12)
+    value, grad = problem.fun(starts[7, problem.free])
+    whole = objective_and_gradient(starts[7], problem.x, problem.y, problem.t)
+    assert value == pytest.approx(whole[0], rel=1e-12)
+    np.testing.assert_allclose(grad, whole[1], rtol=1e-12, atol=1e-15)
+    blocked = fit_parametric(points, keep=8)  # the same optimum, to L-BFGS's tolerance
+    assert blocked.objective == pytest.approx(default.objective, rel=1e-10)
+    assert_recovered(blocked.params, default.params, rel=1e-6)

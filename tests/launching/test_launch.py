@@ -11,7 +11,7 @@ import pytest
 from typer.testing import CliRunner
 
 from scaling.cli import app
-from scaling.config import run_id_of
+from scaling.config import RunConfig, run_id_of
 from scaling.launching import state
 from scaling.rundir import RunDir
 
@@ -109,7 +109,7 @@ def test_a_failing_run_is_marked_and_retried(plan_dir, tmp_path):
     planned_id = run_ids(runs)[0]
     config = json.loads((runs / "runs" / planned_id / "config.json").read_text())
     config["data"]["source"] = str(tmp_path / "no-such-corpus")
-    bad_id = config["run_id"] = run_id_of(config)
+    bad_id = config["run_id"] = run_id_of(RunConfig.model_validate(config))
     (runs / "runs" / planned_id).rename(runs / "runs" / bad_id)
     (runs / "runs" / bad_id / "config.json").write_text(json.dumps(config))
     plan = (runs / "plan.csv").read_text()

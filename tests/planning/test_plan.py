@@ -118,7 +118,29 @@ def test_run_ids_are_stable(tmp_path, corpus):
     # the id hashes the config alone, so any machine computes the same one
     config = RunConfig(model=ModelConfig(d_model=64, n_layers=2, n_heads=2))
     assert run_id_of(config) == run_id_of(RunConfig.model_validate_json(config.model_dump_json()))
-    assert run_id_of(config) == "17ed02b3ec8e"
+    assert run_id_of(config) == "af67df4d27d2"
+    # a field a later version adds, with its default, changes no earlier run's id
+    extended = config.model_dump(mode="json")
+    extended["train"]["collective_timeout_s"] = 1800.0  # added after this id was pinned
+    assert run_id_of(RunConfig.model_validate(extended)) == "af67df4d27d2"
+
+
+def test_a_run_planned_under_the_full_hash_is_still_its_own(tmp_path):
+    """Runs planned before the id skipped defaults (every field hashed) are not taken for
+    edited ones."""
+    from scaling.config import full_run_id_of
+    from scaling.rundir import RunDir
+
+    config = RunConfig(model=ModelConfig(d_model=64, n_layers=2, n_heads=2))
+    written = {k: v for k, v in config.model_dump(mode="json").items()}
+    del written["train"]["collective_timeout_s"]  # the file as the earlier version wrote it
+    run = RunDir(tmp_path / "old")
+    run.path.mkdir()
+    run.config_path.write_text(json.dumps(written))
+    assert full_run_id_of(written) == "17ed02b3ec8e"  # its id then, pinned above before
+    assert run.read_planned_config("17ed02b3ec8e") == config
+    with pytest.raises(ConfigError, match="changed since it was planned"):
+        run.read_planned_config("af67df4d27d3")
 
 
 def test_replanning_keeps_results_and_lists_dropped_runs(tmp_path, corpus):
