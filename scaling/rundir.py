@@ -194,6 +194,14 @@ class RunDir:
     def was_stopped(self) -> bool:
         return self.stopped_path.is_file()
 
+    def stopped_reason(self) -> str | None:
+        """Why the run last stopped short of its end (a signal, a lost process), if it did."""
+        try:
+            record = json.loads(self.stopped_path.read_text())
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+            return None
+        return str(record.get("reason")) if isinstance(record, dict) else None
+
     def clear_stopped(self) -> None:
         """Before a launcher starts the run's trainer: only that start may leave the mark."""
         self.stopped_path.unlink(missing_ok=True)

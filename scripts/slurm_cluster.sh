@@ -5,6 +5,12 @@
 #   scripts/slurm_cluster.sh install      # Debian's slurm-wlm and munge (root; apt-get)
 #   scripts/slurm_cluster.sh start [DIR]  # munged, slurmctld and slurmd on localhost
 #   scripts/slurm_cluster.sh stop  [DIR]
+#   NODES=2 scripts/slurm_cluster.sh start [DIR]  # two nodes: a slurmd for each
+#
+# Two nodes run two slurmd on this host (Debian's slurmd is built for it: `slurmd -N NAME`),
+# named scaling-node1 and scaling-node2, each on a port of its own; their names resolve to
+# 127.0.0.1 through lines this script adds to /etc/hosts (and `stop` removes), so a job's
+# first node is an address its other node can reach, as on a cluster.
 #
 # One cluster per machine (Slurm's ports are fixed): start replaces one already running.
 # Everything Slurm writes lives in DIR (default /tmp/scaling-slurm): slurm.conf, state,
@@ -17,6 +23,8 @@ command="${1:-}"
 dir="$(realpath -m "${2:-/tmp/scaling-slurm}")"
 host="$(hostname -s)"
 cpus="${CPUS:-4}"
+nodes="${NODES:-1}"
+hosts_mark="# scaling-test-cluster"
 
 install() {
     if command -v slurmctld >/dev/null && command -v munged >/dev/null; then
@@ -58,9 +66,37 @@ JobRequeue=1
 KillWait=60
 # Schedule often: a requeued job becomes eligible again while nothing else triggers the scheduler.
 SchedulerParameters=sched_interval=2,bf_interval=1
-NodeName=$host CPUs=$cpus State=UNKNOWN
-PartitionName=debug Nodes=ALL Default=YES MaxTime=INFINITE State=UP
 CONF
+    if [ "$nodes" = 1 ]; then
+        echo "NodeName=$host CPUs=$cpus State=UNKNOWN" >>"$dir/slurm.conf"
+    else
+        # one slurmd per node on this host: spool, pid file and log of its own (%n: its name)
+        sed -i "s|^SlurmdSpoolDir=.*|SlurmdSpoolDir=$dir/spool/%n|; \
+            s|^SlurmdPidFile=.*|SlurmdPidFile=$dir/slurmd-%n.pid|; \
+            s|^SlurmdLogFile=.*|SlurmdLogFile=$dir/log/slurmd-%n.log|" "$dir/slurm.conf"
+        for i in $(seq 1 "$nodes"); do
+            mkdir -p "$dir/spool/scaling-node$i"
+            echo "NodeName=scaling-node$i NodeHostname=$host NodeAddr=127.0.0.1 Port=$((17000 + i)) CPUs=$cpus State=UNKNOWN" >>"$dir/slurm.conf"
+        done
+    fi
+    echo "PartitionName=debug Nodes=ALL Default=YES MaxTime=INFINITE State=UP" >>"$dir/slurm.conf"
+}
+
+node_names() {
+    for i in $(seq 1 "$nodes"); do echo "scaling-node$i"; done
+}
+
+add_hosts() {
+    remove_hosts
+    echo "127.0.0.1 $(node_names | tr '\n' ' ')$hosts_mark" >>/etc/hosts
+}
+
+remove_hosts() {
+    if grep -q "$hosts_mark" /etc/hosts 2>/dev/null; then
+        grep -v "$hosts_mark" /etc/hosts >/etc/hosts.scaling-tmp
+        cat /etc/hosts.scaling-tmp >/etc/hosts  # in place: /etc/hosts may be a bind mount
+        rm -f /etc/hosts.scaling-tmp
+    fi
 }
 
 start() {
@@ -74,9 +110,14 @@ start() {
     fi
     stop_daemons
     slurmctld -c  # -c: a clean start, no jobs kept from an earlier cluster in DIR
-    slurmd
+    if [ "$nodes" = 1 ]; then
+        slurmd
+    else
+        add_hosts
+        for name in $(node_names); do slurmd -N "$name"; done
+    fi
     for _ in $(seq 1 120); do
-        if sinfo -h -o '%T' 2>/dev/null | grep -qx idle; then
+        if [ "$(sinfo -h -N -o '%T' 2>/dev/null | grep -cx idle)" = "$nodes" ]; then
             echo "export SLURM_CONF=$SLURM_CONF"
             return
         fi
@@ -92,8 +133,9 @@ stop_daemons() {
     for daemon in slurmd slurmctld; do
         pkill -x "$daemon" || true
         while pgrep -x "$daemon" >/dev/null; do sleep 0.2; done
-        rm -f "$dir/$daemon.pid"
+        rm -f "$dir/$daemon".pid "$dir/$daemon"-*.pid
     done
+    remove_hosts
 }
 
 case "$command" in

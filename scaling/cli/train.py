@@ -37,7 +37,10 @@ def train(
     """
     # Signals from here on are recorded, not raised: a KeyboardInterrupt inside the imports
     # below (numpy, accelerate) once left numpy half-imported and ended in a RecursionError.
-    from scaling.training import STOP_SIGNALS  # light: no torch
+    from scaling.training import STOP_SIGNALS, die_with_parent, under_an_agent  # no torch
+
+    if under_an_agent():
+        die_with_parent()
 
     signals: list[int] = []
     for sig in STOP_SIGNALS:

@@ -8,8 +8,6 @@ launching again resumes them. A run that fails is retried up to ``retries`` time
 
 from __future__ import annotations
 
-import contextlib
-import ctypes
 import os
 import signal
 import subprocess
@@ -25,8 +23,7 @@ from scaling import devices
 from scaling.config import ConfigError
 from scaling.launching import state
 from scaling.rundir import RunDir, RunsDir
-
-PR_SET_PDEATHSIG = 1
+from scaling.training import die_with_parent
 
 
 @dataclass
@@ -99,13 +96,6 @@ def check_configs(runs: RunsDir, run_ids: list[str], stale_after: float) -> None
         run = runs.run(run_id)
         if state.run_state(run, stale_after) in state.LAUNCHABLE:
             run.read_planned_config(run_id)
-
-
-def _die_with_parent() -> None:
-    """In the child: be killed when the launcher dies, so no orphan trains a claimed run."""
-    # not Linux: no such call, but the heartbeat timeout still hands the run to another launcher
-    with contextlib.suppress(OSError):
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
 def _command(config: Path, gpus: int) -> list[str]:
@@ -215,7 +205,7 @@ class LocalExecutor:
                 env=env,
                 stdout=log,
                 stderr=subprocess.STDOUT,
-                preexec_fn=_die_with_parent,
+                preexec_fn=die_with_parent,
             )
         heartbeat.runs.add(run)
         self.active[run_id] = (process, gpus)

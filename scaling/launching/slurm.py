@@ -102,8 +102,8 @@ class SlurmRun(submitit.helpers.Checkpointable):
     def _command(self) -> list[str]:
         config = str(RunsDir(self.runs).run(self.run_id).config_path)
         env = submitit.JobEnvironment()
-        nodes, gpus = env.num_nodes, len(devices.visible_gpus())
-        if nodes * max(gpus, 1) == 1:
+        nodes, per_node = env.num_nodes, max(len(devices.visible_gpus()), 1)  # CPU nodes: one
+        if nodes * per_node == 1:
             return [sys.executable, "-m", "scaling", "train", config, "--no-progress"]
         return [
             sys.executable,
@@ -113,7 +113,7 @@ class SlurmRun(submitit.helpers.Checkpointable):
             "--num_machines",
             str(nodes),
             "--num_processes",
-            str(nodes * gpus),
+            str(nodes * per_node),
             "--machine_rank",
             str(env.node),
             "--main_process_ip",

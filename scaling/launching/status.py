@@ -41,6 +41,7 @@ def status_frame(runs: Path, stale_after: float = state.DEFAULT_STALE_AFTER) -> 
                 error=result.get("error") or result.get("reason"),
             )
         else:
+            row["error"] = run.stopped_reason()  # why it stopped short, if it did
             last = run.last_metrics()
             if last:
                 row.update(

@@ -14,6 +14,7 @@ import contextlib
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 
 import torch
@@ -65,7 +66,11 @@ def setup(cfg: TrainConfig, logging_dir: Path | None = None) -> Runtime:
     """The processes, devices and parallelism of a run; ``logging_dir``: where the trackers
     of ``cfg.trackers`` (TensorBoard, W&B) write."""
     from accelerate import Accelerator
-    from accelerate.utils import DistributedDataParallelKwargs, DistributedType
+    from accelerate.utils import (
+        DistributedDataParallelKwargs,
+        DistributedType,
+        InitProcessGroupKwargs,
+    )
 
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     cuda = torch.cuda.is_available()
@@ -90,11 +95,14 @@ def setup(cfg: TrainConfig, logging_dir: Path | None = None) -> Runtime:
     # included. The loop's first forward of a step comes when the counts are zero, so none are
     # lost today; without the broadcast no change to the loop can make them be.
     ddp = DistributedDataParallelKwargs(broadcast_buffers=False)
+    # How long a collective may wait: a process of the run that died (a node lost) leaves
+    # the others waiting in one, and this is when they give up.
+    timeout = InitProcessGroupKwargs(timeout=timedelta(seconds=cfg.collective_timeout_s))
     accelerator = Accelerator(
         cpu=not cuda,
         mixed_precision="no",
         dynamo_backend="no",
-        kwargs_handlers=[ddp],
+        kwargs_handlers=[ddp, timeout],
         fsdp_plugin=plugin,
         log_with=trackers or None,
         project_dir=str(logging_dir) if trackers and logging_dir is not None else None,

@@ -408,7 +408,7 @@ def train(
         for sig, handler in previous.items():
             signal.signal(sig, handler)
         raise
-    trainer = None
+    trainer, lost = None, False
     result: dict[str, Any] = {"run_id": config.run_id}
     try:
         if runtime.is_main and not _holds_config(run, config):
@@ -459,7 +459,19 @@ def train(
         raise
     except ConfigError:
         raise
-    except Exception as err:  # the run failed: say why in result.json, for the launcher
+    except Exception as err:
+        if lost_a_process(err, runtime.world_size):
+            # Not the run's fault: its last checkpoint resumes it, as after a preemption.
+            # Every surviving rank says so (rank 0 may be the one lost).
+            lost = True
+            first_line = (str(err).strip().splitlines() or [""])[0][:300]
+            reason = f"a process of the run was lost ({type(err).__name__}: {first_line})"
+            step = trainer.state["step"] if trainer else 0
+            run.write_stopped(step, reason)
+            raise Interrupted(
+                f"{reason} at step {step}; launching again resumes from the last checkpoint"
+            ) from None
+        # the run failed: say why in result.json, for the launcher
         result.update(
             status="failed", error=f"{type(err).__name__}: {err}", traceback=traceback.format_exc()
         )
@@ -475,10 +487,31 @@ def train(
         trainer = None
         runtime.accelerator.free_memory()
         gc.collect()
-        runtime.barrier()
+        if not lost:  # a barrier with a lost process would wait out the collective timeout
+            runtime.barrier()
         if torch.distributed.is_available() and torch.distributed.is_initialized():
             torch.distributed.destroy_process_group()
     return result
+
+
+# What gloo and NCCL say when the other end of a collective is gone or never answers.
+LOST_PROCESS_MARKERS = (
+    "Connection reset by peer",
+    "Connection closed by peer",
+    "Broken pipe",
+    "Timed out",
+    "timed out",
+)
+
+
+def lost_a_process(err: BaseException, world_size: int) -> bool:
+    """A collective of a multi-process run failed because another process is gone (its node
+    lost, killed) or did not answer within ``train.collective_timeout_s``."""
+    if world_size == 1:
+        return False
+    if isinstance(err, torch.distributed.DistError):
+        return True
+    return isinstance(err, RuntimeError) and any(m in str(err) for m in LOST_PROCESS_MARKERS)
 
 
 def _holds_config(run: RunDir, config: RunConfig) -> bool:
