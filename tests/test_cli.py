@@ -2,6 +2,7 @@ import json
 import subprocess
 import sys
 
+import pytest
 from typer.testing import CliRunner
 
 from scaling import __version__
@@ -12,6 +13,7 @@ from scaling.counting import count_params
 runner = CliRunner()
 
 
+@pytest.mark.slow
 def test_help_lists_commands_without_importing_torch():
     code = (
         "import sys; from scaling.cli import app; "
@@ -69,6 +71,7 @@ def test_count_bad_inputs_exit_2_with_one_line(tmp_path):
         assert "Traceback" not in result.output
 
 
+@pytest.mark.slow
 def test_a_missing_input_is_refused_before_the_heavy_imports(tmp_path):
     """`scaling fit`, `scaling predict` and `scaling published` check their file or dataset
     name before importing pandas and scipy: a typo answers at once (checked by what was

@@ -32,6 +32,7 @@ def test_bad_demo_arguments_are_one_line_and_exit_2(tmp_path, monkeypatch, args,
 
 
 @pytest.mark.slow
+@pytest.mark.e2e
 def test_tiny_demo_end_to_end(tmp_path, monkeypatch):
     monkeypatch.setenv("SCALING_CACHE", str(tmp_path / "cache"))
     out = tmp_path / "demo"

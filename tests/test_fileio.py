@@ -91,6 +91,7 @@ def one_line(done: subprocess.CompletedProcess, *fragments: str) -> None:
         assert fragment in lines[0], lines[0]
 
 
+@pytest.mark.slow
 def test_outputs_onto_wrong_paths_are_one_line(tmp_path, device_node):
     (tmp_path / "a-file").write_text("mine")
     (tmp_path / "a-folder").mkdir()
@@ -132,6 +133,7 @@ def fill(mount) -> None:
             pass
 
 
+@pytest.mark.slow
 def test_a_full_disk_leaves_no_cut_csv_and_no_empty_figure(tmpfs):
     fill(tmpfs)
     one_line(
@@ -146,6 +148,7 @@ def test_a_full_disk_leaves_no_cut_csv_and_no_empty_figure(tmpfs):
     assert scaling("published", "chinchilla", "--csv", str(tmpfs / "points.csv")).returncode == 0
 
 
+@pytest.mark.slow
 def test_a_read_only_mount_is_one_line(tmpfs):
     remount = subprocess.run(["mount", "-o", "remount,ro", str(tmpfs)], capture_output=True)
     if remount.returncode:

@@ -70,6 +70,7 @@ def scaling(*args, env, check=True):
 
 
 @pytest.mark.slow
+@pytest.mark.e2e
 def test_plan_train_fit_predict_replan_plot(tmp_path):
     env = {**os.environ, "SCALING_CACHE": str(tmp_path / "cache")}
     spec = tmp_path / "loop.toml"

@@ -9,7 +9,7 @@ from nbclient import NotebookClient
 ANALYSIS = Path(__file__).parents[1] / "analysis"
 NOTEBOOKS = sorted(ANALYSIS.glob("*.ipynb"))
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.e2e]
 
 
 def test_notebooks_are_stored_without_outputs():

@@ -173,6 +173,7 @@ def test_an_edited_run_id_never_leaves_the_runs_directory(tmp_path):
     assert not (tmp_path / "victim").exists() and not (runs.path.parent / "victim").exists()
 
 
+@pytest.mark.slow
 def test_a_claim_whose_owner_died_on_this_host_is_stale_at_once(tmp_path):
     run = RunDir(tmp_path)
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
@@ -185,6 +186,7 @@ def test_a_claim_whose_owner_died_on_this_host_is_stale_at_once(tmp_path):
     assert state.run_state(run, stale_after=3600) == "running"  # another host: the heartbeat
 
 
+@pytest.mark.slow
 def test_the_closing_line_counts_what_is_not_done(tmp_path):
     runs = _plan(tmp_path)
     (run_id,) = runs.run_ids()
@@ -266,6 +268,7 @@ def test_disk_full_while_training_is_one_line(tmpfs, tmp_path, shared_cache):
     assert lines and all("step" in line for line in lines)
 
 
+@pytest.mark.slow
 def test_ctrl_c_as_training_starts_is_one_line(tmp_path, shared_cache):
     config = tmp_path / "config.json"
     config.write_text(tiny_run().model_dump_json())

@@ -13,6 +13,8 @@ from scaling.rundir import RunsDir
 
 from .launching.conftest import plan_dir  # noqa: F401  (a fixture)
 
+pytestmark = pytest.mark.slow  # every test runs the CLI in a process of its own
+
 
 def scaling(*args) -> subprocess.CompletedProcess:
     return subprocess.run(

@@ -72,6 +72,7 @@ def test_every_law_is_covered():
     assert set(QUESTIONS) == set(LAW_NAMES) == set(LAWS)
 
 
+@pytest.mark.slow
 def test_every_fit_file_loads_in_a_fresh_interpreter(fit_files):
     laws, paths = fit_files
     script = (
@@ -96,6 +97,7 @@ def test_every_fit_file_loads_in_a_fresh_interpreter(fit_files):
         assert answers[name].get("intervals"), name  # the bootstrap samples came along
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(QUESTIONS))
 def test_scaling_predict_reads_every_fit_file(fit_files, name):
     laws, paths = fit_files
@@ -112,6 +114,7 @@ def test_scaling_predict_reads_every_fit_file(fit_files, name):
     assert prediction[key] == pytest.approx(expected[key], rel=1e-12)
 
 
+@pytest.mark.slow
 def test_questions_a_law_cannot_answer_are_one_line(fit_files, tmp_path):
     _, paths = fit_files
     cases = [

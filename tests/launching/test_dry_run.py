@@ -24,6 +24,7 @@ def scaling(*args: str) -> subprocess.CompletedProcess:
     )
 
 
+@pytest.mark.slow
 def test_the_local_dry_run_lists_what_would_run_and_starts_nothing(plan_dir):
     runs = plan_dir()
     before = sorted(str(p) for p in runs.rglob("*"))
@@ -65,6 +66,7 @@ def test_the_dry_run_skips_what_is_done_and_slots_runs_as_the_executor_would(pla
         (["--json"], "--json: with --dry-run only"),
     ],
 )
+@pytest.mark.slow
 def test_a_flag_the_executor_does_not_use_is_refused(plan_dir, args, message):
     runs = plan_dir()
     before = sorted(str(p) for p in runs.rglob("*"))

@@ -79,6 +79,7 @@ def _launch_slurm_without_slurm(runs, path: str, *flags: str) -> subprocess.Comp
     )
 
 
+@pytest.mark.slow
 def test_without_slurm_the_dry_run_prints_the_script_and_says_so(plan_dir, path_without_slurm):
     runs = plan_dir()
     before = sorted(str(p) for p in runs.rglob("*"))
@@ -89,6 +90,7 @@ def test_without_slurm_the_dry_run_prints_the_script_and_says_so(plan_dir, path_
     assert sorted(str(p) for p in runs.rglob("*")) == before  # nothing written
 
 
+@pytest.mark.slow
 def test_without_slurm_a_launch_is_refused_in_one_line(plan_dir, path_without_slurm):
     """submitit, given no cluster, falls back to its local executor and trains here in the
     background: --executor slurm means Slurm, so the launch is refused instead."""

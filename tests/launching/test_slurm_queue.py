@@ -91,6 +91,7 @@ def test_a_corrupt_job_record_names_its_file(tmp_path):
         state.run_state(directory.run("a"))
 
 
+@pytest.mark.slow
 def test_status_names_a_corrupt_job_record_in_one_line_and_changes_nothing(plan_dir):
     """Through the CLI in a fresh process, as a user meets it."""
     import subprocess

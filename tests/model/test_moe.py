@@ -119,6 +119,7 @@ def test_grouped_mm_equals_loop():
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_aux_loss_free_bias_moves_load_towards_balance():
     torch.manual_seed(0)
     cfg = ModelConfig(**BASE, n_experts=4, top_k=1, router_bias_rate=0.01, aux_loss_coef=0.0)

@@ -100,6 +100,7 @@ VARIANTS = list(
 )
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("n_kv_heads, activation, position, n_experts", VARIANTS)
 def test_every_variant_overfits_a_tiny_batch(n_kv_heads, activation, position, n_experts):
     torch.manual_seed(0)

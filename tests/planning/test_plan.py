@@ -387,6 +387,7 @@ def test_plan_json_carries_each_configs_lr_to_full_precision(tmp_path):
         ('"fit:hp.json"', '"fit:hp.json"', "k_batch: -0.25 must be positive"),
     ],
 )
+@pytest.mark.slow
 def test_rules_that_give_no_usable_value_are_one_line(tmp_path, corpus, lr, batch, message):
     import subprocess
     import sys

@@ -5,12 +5,14 @@ import subprocess
 import sys
 
 import pandas as pd
+import pytest
 
 
 def scaling(*args):
     return subprocess.run([sys.executable, "-m", "scaling", *args], capture_output=True, text=True)
 
 
+@pytest.mark.slow
 def test_list_export_fit_and_predict(tmp_path):
     listed = scaling("published", "--json")
     assert listed.returncode == 0, listed.stderr
@@ -45,6 +47,7 @@ def test_list_export_fit_and_predict(tmp_path):
     assert 6.5e10 < json.loads(predicted.stdout)["params"] < 8e10
 
 
+@pytest.mark.slow
 def test_bad_names_and_an_existing_csv_are_one_line_exit_2(tmp_path):
     for args in (
         ("fit", "builtin:llama3"),

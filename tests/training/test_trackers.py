@@ -39,6 +39,7 @@ def test_trackers_log_what_metrics_jsonl_holds(tmp_path, monkeypatch):
         assert json.dumps(record["train_loss"]).encode() in data
 
 
+@pytest.mark.slow
 def test_a_missing_tracker_is_one_line(tmp_path, monkeypatch):
     real_find_spec = __import__("importlib.util").util.find_spec
     monkeypatch.setattr(

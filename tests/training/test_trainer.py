@@ -16,6 +16,7 @@ def read_metrics(run_dir):
     return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("model", [{}, {"n_experts": 4, "top_k": 2, "activation": "swiglu"}])
 def test_tiny_models_learn(tmp_path, model):
     result = train(
@@ -51,6 +52,7 @@ def test_tiny_models_learn(tmp_path, model):
     assert again == result
 
 
+@pytest.mark.slow
 def test_gradient_accumulation_matches_one_big_micro_batch(tmp_path):
     # Adam moves every weight by about lr per step whatever its gradient, so rounding noise in
     # near-zero gradients shows up at the scale of lr: a small lr keeps it below 1e-5.
@@ -67,6 +69,7 @@ def test_gradient_accumulation_matches_one_big_micro_batch(tmp_path):
         torch.testing.assert_close(pa[key], pb[key], atol=1e-5, rtol=1e-5)
 
 
+@pytest.mark.slow
 def test_wsd_branches_add_points(tmp_path):
     config = tiny_run(tokens=40 * 1024, schedule="wsd", branches=(0.25, 0.5))
     result = train(config, tmp_path, progress=False)
@@ -83,6 +86,7 @@ def test_wsd_branches_add_points(tmp_path):
     assert plain["final_eval_loss"] == pytest.approx(result["final_eval_loss"], rel=1e-6)
 
 
+@pytest.mark.slow
 def test_absurd_learning_rate_diverges(tmp_path):
     result = train(tiny_run(lr=50.0, warmup_steps=0, grad_clip=0.0), tmp_path, progress=False)
     assert result["status"] == "diverged"
@@ -164,6 +168,7 @@ def test_sigterm_leaves_a_checkpoint_and_resumes(tmp_path):
     assert steps == sorted(set(steps))
 
 
+@pytest.mark.slow
 def test_activation_checkpointing_changes_nothing_but_memory(tmp_path, monkeypatch):
     import torch.utils.checkpoint
 
@@ -204,6 +209,7 @@ def test_compiled_blocks_train_like_eager_ones(tmp_path, model):
     assert compiled["final_eval_loss"] == pytest.approx(eager["final_eval_loss"], rel=1e-4)
 
 
+@pytest.mark.slow
 def test_bf16_autocast_on_cpu(tmp_path):
     """The run really computes in bf16: its linear layers' outputs are bf16 (a run that
     ignored the setting would train in fp32 and pass on the loss alone)."""
