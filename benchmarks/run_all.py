@@ -34,6 +34,10 @@ BENCHMARKS = {
         "Fits on a busy machine",
         [sys.executable, "benchmarks/fit_under_load.py"],
     ),
+    "porian_check": (
+        "IsoFLOP optima on points of a known law",
+        [sys.executable, "benchmarks/porian_check.py"],
+    ),
     # about 11 minutes on 2 cores (a fit of a million points among them)
     "fit_memory": (
         "Peak memory of scaling fit",

@@ -142,8 +142,19 @@ def fit(
     ] = None,
     optimum: Annotated[
         str,
-        typer.Option(help="IsoFLOP optimum: parabola, parametric or bootstrap (Porian et al.)."),
+        typer.Option(
+            help="IsoFLOP optimum: parabola, parametric, bootstrap (parabola vertices over "
+            "resamples) or akima (Porian et al.'s estimator as their code computes it)."
+        ),
     ] = "parabola",
+    seed_noise: Annotated[
+        float | None,
+        typer.Option(
+            help="--optimum akima: the standard deviation of the noise added to each loss in "
+            "its 1000 replicates. Default 0.002, what Porian et al.'s code adds for RefinedWeb "
+            "(0.01 for OpenWebText2): a constant per dataset, not estimated from the points."
+        ),
+    ] = None,
     method: Annotated[
         str, typer.Option(help="Hparams optimum: near-optimal or parabola.")
     ] = "near-optimal",
@@ -211,6 +222,7 @@ def fit(
         "tie_exponents": tie_exponents,
         "base": base is not None,
         "optimum": optimum != "parabola",
+        "seed_noise": seed_noise is not None,
         "method": method != "near-optimal",
         "metric": metric_col != "accuracy",
     }
@@ -242,6 +254,7 @@ def fit(
             tie_exponents=tie_exponents,
             base=base_params,
             optimum=optimum,
+            seed_noise=seed_noise,
             method=method,
             metric=metric_col,
         )
@@ -288,6 +301,7 @@ FIT_FLAGS = {
     "loss": "--loss",
     "pinned": "--pin",
     "optimum": "--optimum",
+    "seed_noise": "--seed-noise",
     "method": "--method",
     "metric": "--metric-col",
     "bootstrap_unit": "--bootstrap-unit",

@@ -12,6 +12,7 @@ from typing import Any, ClassVar
 import numpy as np
 import pandas as pd
 
+from scaling.fitting.akima import SEED_NOISE, budget_optimum, check_seed_noise, replicate_intervals
 from scaling.fitting.base import (
     FitError,
     Law,
@@ -89,7 +90,7 @@ class AllocationLaw(Law):
         return frame
 
 
-OPTIMA = ("parabola", "parametric", "bootstrap")
+OPTIMA = ("parabola", "parametric", "bootstrap", "akima")
 
 
 class IsoFLOPLaw(AllocationLaw):
@@ -99,8 +100,12 @@ class IsoFLOPLaw(AllocationLaw):
     budget's optimum from an Approach 3 fit instead (no parabola bias under asymmetric
     sampling); ``optimum="bootstrap"`` estimates it as Porian et al. (2024) do: the median
     vertex over resamples of the budget's points, its spread weighting the power-law fit, and
-    budgets whose minimum lies at the edge kept; ``flops_per_param_token`` (None: the points'
-    own) converts a vertex in N to tokens where the profile in D has no vertex.
+    budgets whose minimum lies at the edge kept; ``optimum="akima"`` is Porian et al.'s
+    estimator as their code computes it (``scaling.fitting.akima``: an Akima interpolation's
+    argmin on a dense grid, its median over replicates with ``seed_noise`` added to the losses,
+    budgets whose minimum lies at an edge left out, the power laws weighted by the spreads);
+    ``flops_per_param_token`` (None: the points' own) converts a vertex in N to tokens where
+    the profile in D has no vertex.
 
     What the points identify: a budget's optimum needs 3 or more distinct sizes whose losses
     differ (through equal losses a parabola curves up or down by round-off alone, so such a
@@ -108,7 +113,15 @@ class IsoFLOPLaw(AllocationLaw):
     with fewer the fit is refused."""
 
     law = "isoflop"
-    defaults: ClassVar[dict[str, Any]] = {"optimum": "parabola", "flops_per_param_token": None}
+    defaults: ClassVar[dict[str, Any]] = {
+        "optimum": "parabola",
+        "flops_per_param_token": None,
+        "seed_noise": SEED_NOISE,
+    }
+
+    def __init__(self, **settings: Any):
+        super().__init__(**settings)
+        check_seed_noise(self.settings["seed_noise"], self.settings["optimum"])
 
     def _fit(self, points):
         frame = points.frame
@@ -141,11 +154,16 @@ class IsoFLOPLaw(AllocationLaw):
             raise FitError(
                 f"{points.source}: fewer than 2 budgets have an interior minimum ({reasons})"
             )
-        return _fit_allocation(used), None, {"budgets": optima.to_dict(orient="records")}
+        details: dict[str, Any] = {}
+        if "_stars" in optima:  # Porian et al.'s own interval of a and b, from the replicates
+            details["seed_noise_intervals"] = replicate_intervals(used, self.settings["level"])
+            optima = optima.drop(columns="_stars")
+        budgets = optima.to_dict(orient="records")
+        return _fit_allocation(used), None, {"budgets": budgets, **details}
 
     def _optima(self, frame: pd.DataFrame) -> pd.DataFrame:
-        k = float(self.settings["flops_per_param_token"] or 6.0)
-        return isoflop_optima(frame, self.settings["optimum"], k, self._parametric)
+        k, s = float(self.settings["flops_per_param_token"] or 6.0), self.settings
+        return isoflop_optima(frame, s["optimum"], k, self._parametric, s["seed_noise"], s["seed"])
 
     def _refit(self, frame, params):
         kept = self._optima(frame)
@@ -213,11 +231,16 @@ class EnvelopeLaw(AllocationLaw):
 
 
 def _fit_allocation(optima: pd.DataFrame) -> dict[str, float]:
-    """The power laws through the optima; weighted by 1/spread where the optima carry one."""
+    """The power laws through the optima; weighted by 1/spread where the optima carry one
+    (that of ln N*; D* and L* by their own where they carry them: ``optimum="akima"``)."""
     sigma = optima["log_spread"].to_numpy(float) if "log_spread" in optima else None
+
+    def own(column):
+        return optima[column].to_numpy(float) if column in optima else sigma
+
     k_N, a = fit_power_law(optima["budget"], optima["params"], sigma)
-    k_D, b = fit_power_law(optima["budget"], optima["tokens"], sigma)
-    k_L, c = fit_power_law(optima["budget"], optima["loss"], sigma)
+    k_D, b = fit_power_law(optima["budget"], optima["tokens"], own("log_spread_tokens"))
+    k_L, c = fit_power_law(optima["budget"], optima["loss"], own("log_spread_loss"))
     return {"k_N": k_N, "a": a, "k_D": k_D, "b": b, "k_L": k_L, "c": c}
 
 
@@ -271,9 +294,16 @@ def _vertex(x: np.ndarray, loss: np.ndarray) -> tuple[float | None, float | None
 
 
 def isoflop_optima(
-    frame: pd.DataFrame, optimum: str = "parabola", k: float = 6.0, parametric=None
+    frame: pd.DataFrame,
+    optimum: str = "parabola",
+    k: float = 6.0,
+    parametric=None,
+    seed_noise: float = SEED_NOISE,
+    seed: int = 0,
 ) -> pd.DataFrame:
-    """One row per budget: the optimum (params, tokens, loss), or used=False and a reason."""
+    """One row per budget: the optimum (params, tokens, loss), or used=False and a reason.
+    ``optimum="akima"``: ``akima.budget_optimum`` with ``seed_noise`` (its rows also hold the
+    kept replicates, ``_stars``, which the law takes and leaves out of its fit file)."""
     rows = []
     for budget, group in frame.groupby("budget", sort=True):
         row: dict[str, Any] = {
@@ -285,6 +315,10 @@ def isoflop_optima(
             "loss": np.nan,
             "reason": "",
         }
+        if optimum == "akima":  # no parabola: the figure draws what the law fitted, or nothing
+            found = budget_optimum(group, float(budget), k, seed_noise, seed)
+            rows.append({**row, **found, "used": not found.get("reason")})
+            continue
         x = np.log(group["params"].to_numpy())
         vertex, loss, reason = _vertex(x, group["loss"].to_numpy())
         if optimum == "bootstrap":
