@@ -28,7 +28,7 @@ from scaling.config import DataConfig, ModelConfig, RunConfig, TrainConfig  # no
 from scaling.data import WindowSampler, prepare_data  # noqa: E402
 from scaling.model import Transformer  # noqa: E402
 from scaling.rundir import RunDir  # noqa: E402
-from scaling.training.trainer import train  # noqa: E402
+from scaling.training.lifecycle import train  # noqa: E402
 
 
 def plain_loop(config: RunConfig, steps: int) -> list[float]:

@@ -169,7 +169,7 @@ def run_demo(
     from scaling.planning.output import write_plan
     from scaling.planning.plan import plan_sweep
     from scaling.rundir import RunsDir
-    from scaling.training.trainer import train
+    from scaling.training.lifecycle import train
 
     spec = demo_spec(tiny, spec_path, seed)
     spec_dir = spec_path.parent if spec_path is not None else out

@@ -20,7 +20,7 @@ from typer.testing import CliRunner
 from scaling.cli import app
 from scaling.launching import state
 from scaling.rundir import RunDir, RunsDir
-from scaling.training.trainer import train
+from scaling.training.lifecycle import train
 from tests.conftest import spawn
 from tests.launching.conftest import SPEC
 from tests.training.conftest import tiny_run

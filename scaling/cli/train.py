@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import signal
 from pathlib import Path
 from typing import Annotated
 
@@ -37,36 +36,35 @@ def train(
     """
     # Signals from here on are recorded, not raised: a KeyboardInterrupt inside the imports
     # below (numpy, accelerate) once left numpy half-imported and ended in a RecursionError.
-    from scaling.training import STOP_SIGNALS, die_with_parent, under_an_agent  # no torch
+    from scaling.training import die_with_parent, stop_signals, under_an_agent  # no torch
 
     if under_an_agent():
         die_with_parent()
 
     signals: list[int] = []
-    for sig in STOP_SIGNALS:
-        signal.signal(sig, lambda signum, frame: signals.append(signum))
-    import torch
+    with stop_signals(signals.append):
+        import torch
 
-    torch.set_flush_denormal(True)  # before torch starts its worker threads
+        torch.set_flush_denormal(True)  # before torch starts its worker threads
 
-    from scaling.config import load_run_config
-    from scaling.training.trainer import Interrupted
-    from scaling.training.trainer import train as train_run
+        from scaling.config import load_run_config
+        from scaling.training.lifecycle import train as train_run
+        from scaling.training.trainer import Interrupted
 
-    try:
-        with errors():
-            run_config = load_run_config(config)
-            if signals:
-                raise KeyboardInterrupt
-            result = train_run(
-                run_config, out or config.parent, progress=progress, stop_signals=signals
-            )
-    except Interrupted as err:
-        typer.echo(f"interrupted: {err}; run the same command again to resume", err=True)
-        raise typer.Exit(code=130) from None
-    except KeyboardInterrupt:  # before the trainer's own handler is in place: nothing trained
-        typer.echo("interrupted before training began; run the same command again", err=True)
-        raise typer.Exit(code=130) from None
+        try:
+            with errors():
+                run_config = load_run_config(config)
+                if signals:
+                    raise KeyboardInterrupt
+                result = train_run(
+                    run_config, out or config.parent, progress=progress, signals=signals
+                )
+        except Interrupted as err:
+            typer.echo(f"interrupted: {err}; run the same command again to resume", err=True)
+            raise typer.Exit(code=130) from None
+        except KeyboardInterrupt:  # before the trainer took over: nothing trained
+            typer.echo("interrupted before training began; run the same command again", err=True)
+            raise typer.Exit(code=130) from None
     status = result["status"]
     if status == "done":
         typer.echo(

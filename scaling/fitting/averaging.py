@@ -82,31 +82,60 @@ def paired_intervals(
     levels: tuple[float, ...] = (0.8, 0.95),
 ) -> dict[float, list[float]] | None:
     """For each level the central interval of the weighted mean of the laws' losses at (N, D)
-    over their shared bootstrap resamples; None where the samples cannot be paired draw by
-    draw (see ``bootstrap_paired``)."""
-    if not bootstrap_paired([laws[name] for name in weights]):
+    over the bootstrap resamples they share; None where they share none (see
+    ``shared_resamples``)."""
+    shared = shared_resamples([laws[name] for name in weights])
+    if shared is None:
         return None
-    draws = sum(w * _sample_losses(laws[name], sizes, tokens) for name, w in weights.items())
+    draws = sum(
+        w * _sample_losses(laws[name], sizes, tokens, shared) for name, w in weights.items()
+    )
     return {level: percentile_interval(draws, level) for level in levels}
 
 
-def _sample_losses(law: Law, sizes: Mapping[str, float], tokens: float) -> np.ndarray:
-    """The law's loss at (N, D) on each of its bootstrap samples, N as the law counts it."""
+def _sample_losses(
+    law: Law, sizes: Mapping[str, float], tokens: float, resamples: list[int] | None = None
+) -> np.ndarray:
+    """The law's loss at (N, D) on each of its bootstrap samples (those of ``resamples``, by
+    resample index, when given), N as the law counts it."""
     n = float(law.sizes(sizes))
-    return np.array([float(law.loss(n, tokens, sample=s)) for s in law.samples])
+    samples = law.samples
+    if resamples is not None:
+        by_index = dict(zip(resample_indices(law), law.samples, strict=True))
+        samples = [by_index[i] for i in resamples]
+    return np.array([float(law.loss(n, tokens, sample=s)) for s in samples])
+
+
+def resample_indices(law: Law) -> list[int]:
+    """The resample each of the law's bootstrap samples was fitted on (all of them, in order,
+    unless some could not be fitted: the fit records which)."""
+    return list(law.details.get("bootstrap_resamples", range(len(law.samples))))
+
+
+def shared_resamples(laws: list[Law]) -> list[int] | None:
+    """The indices of the bootstrap resamples every law was fitted on, when the laws were
+    bootstrapped on the same resamples (the same points by digest, the same resampling
+    settings and seed); None when they were not, or share none."""
+    if not laws or any(not law.samples for law in laws):
+        return None
+    keys = ("bootstrap_samples", "bootstrap_unit", "seed")
+    first = laws[0]
+    same = all(
+        law.points_digest == first.points_digest
+        and all(law.settings[key] == first.settings[key] for key in keys)
+        # fewer samples than resamples, and no record of which: they cannot be paired
+        and (
+            "bootstrap_resamples" in law.details
+            or len(law.samples) == int(law.settings["bootstrap_samples"])
+        )
+        for law in laws
+    )
+    if not same:
+        return None
+    shared = sorted(set.intersection(*(set(resample_indices(law)) for law in laws)))
+    return shared or None
 
 
 def bootstrap_paired(laws: list[Law]) -> bool:
-    """Whether the i-th bootstrap sample of every law comes from the same resample: the same
-    points (by digest), the same resampling settings and seed, and every resample fitted (a
-    resample a law could not fit is skipped, which would shift the pairs after it)."""
-    if not laws or any(not law.samples for law in laws):
-        return False
-    keys = ("bootstrap_samples", "bootstrap_unit", "seed")
-    first = laws[0]
-    return all(
-        law.points_digest == first.points_digest
-        and all(law.settings[key] == first.settings[key] for key in keys)
-        and len(law.samples) == int(law.settings["bootstrap_samples"])
-        for law in laws
-    )
+    """Whether the laws' bootstrap samples can be paired resample by resample."""
+    return shared_resamples(laws) is not None

@@ -197,7 +197,7 @@ class Law:
         requested = int(self.settings["bootstrap_samples"])
         with blas_threads():
             params, objective, details = self._fit(points)
-            samples, intervals = bootstrap(
+            samples, intervals, fitted = bootstrap(
                 self._bootstrap_frame(points),
                 lambda frame: self._refit(frame, params),
                 requested,
@@ -211,6 +211,8 @@ class Law:
                 "no intervals (more points per budget would give them)"
             )
             samples, intervals = [], {}
+        elif len(samples) < requested:  # which resamples the samples are, to pair them
+            details["bootstrap_resamples"] = fitted
         self.params, self.objective, self.details = params, objective, details
         self.samples, self.intervals = samples, intervals
         self.n_points, self.points_digest = len(points), points.digest
@@ -414,7 +416,7 @@ class Law:
         law.objective = _read_field(data, "objective", float, None, source, "a number or null")
         law.details = _read_field(data, "details", dict, {}, source, "an object")
         law.version = _read_field(data, "version", str, "", source, "a string")
-        if problem := law_cls.details_problem(law.details):
+        if problem := law_cls.details_problem(law.details) or _resamples_problem(law):
             raise FitError(f"{source}: details: {problem}")
         return law
 
@@ -466,6 +468,19 @@ def _too_deep(text: str) -> str | None:
                 return key
         else:
             depth -= 1
+    return None
+
+
+def _resamples_problem(law: Law) -> str | None:
+    """What is wrong with the record of which resample each bootstrap sample came from."""
+    indices = law.details.get("bootstrap_resamples")
+    if indices is None:
+        return None
+    whole = all(isinstance(i, int) and not isinstance(i, bool) and i >= 0 for i in indices)
+    if not isinstance(indices, list) or not whole or len(set(indices)) != len(indices):
+        return "bootstrap_resamples must be a list of distinct resample numbers"
+    if len(indices) != len(law.samples):
+        return f"bootstrap_resamples names {len(indices)} resamples for {len(law.samples)} samples"
     return None
 
 

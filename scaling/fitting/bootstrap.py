@@ -33,17 +33,20 @@ def bootstrap(
     unit: str = "points",
     seed: int = 0,
     level: float = 0.95,
-) -> tuple[list[dict[str, float]], dict[str, list[float]]]:
-    """``n`` refits on resamples; returns the samples and percentile intervals per key.
-    A refit that returns None (no solution on that resample) is skipped and not counted."""
+) -> tuple[list[dict[str, float]], dict[str, list[float]], list[int]]:
+    """``n`` refits on resamples; returns the samples, percentile intervals per key, and the
+    index of the resample each sample came from. A refit that returns None (no solution on
+    that resample) is skipped and not counted; the indices keep the samples of two laws
+    bootstrapped on the same resamples paired."""
     rng = np.random.default_rng(seed)
-    samples = []
-    for _ in range(n):
+    samples, fitted = [], []
+    for index in range(n):
         result = refit(resample(frame, unit, rng))
         if result is not None:
             samples.append(result)
+            fitted.append(index)
     intervals: dict[str, Any] = {}
     if samples:
         for key in samples[0]:
             intervals[key] = percentile_interval(np.array([s[key] for s in samples]), level)
-    return samples, intervals
+    return samples, intervals, fitted

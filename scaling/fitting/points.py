@@ -139,6 +139,12 @@ def prepare_points(
         for status in EXCLUDED_STATUSES:
             drop((frame["status"].astype(str) == status).to_numpy(), f"status {status}")
 
+    if frame.empty:
+        reasons = sorted({entry["reason"] for entry in excluded})
+        raise FitError(
+            f"{source}: no points to fit: every one of its {len(excluded)} rows is left out "
+            f"({', '.join(reasons) or 'none given'})"
+        )
     empty = [c for c in ("params", "tokens", "flops") if c in frame and frame[c].isna().all()]
     frame = frame.drop(columns=empty)  # e.g. a runs directory whose plan has no FLOPs
     known = [c for c in ("params", "tokens", "flops") if c in frame]

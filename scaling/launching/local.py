@@ -8,6 +8,7 @@ launching again resumes them. A run that fails is retried up to ``retries`` time
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -23,7 +24,7 @@ from scaling import devices
 from scaling.config import ConfigError
 from scaling.launching import state
 from scaling.rundir import RunDir, RunsDir
-from scaling.training import die_with_parent
+from scaling.training import STOP_SIGNALS, die_with_parent, stop_signals
 
 
 @dataclass
@@ -50,7 +51,7 @@ class Stopped(Exception):
         self.signum = signum
 
 
-def _raise_stopped(signum, frame) -> None:
+def _raise_stopped(signum: int) -> None:
     raise Stopped(signum)
 
 
@@ -249,41 +250,40 @@ class LocalExecutor:
         return by_state
 
     def run(self, on_tick=None) -> dict[str, str]:
-        """Train the selected runs; SIGINT (KeyboardInterrupt) or SIGTERM (``Stopped``) stops
-        them with their checkpoints, releases their claims, and reaches the caller."""
+        """Train the selected runs; a stop signal (Ctrl-C, SIGTERM, SIGUSR2: ``Stopped``)
+        stops them with their checkpoints, releases their claims, and reaches the caller."""
         heartbeat = state.Heartbeat(self.options.stale_after / 4)
         main = threading.current_thread() is threading.main_thread()
-        previous = signal.signal(signal.SIGTERM, _raise_stopped) if main else None
+        taken = stop_signals(_raise_stopped) if main else contextlib.nullcontext()
         try:
-            while self.queue or self.active:
-                while (
-                    self.queue
-                    and len(self.active) < self.options.max_parallel
-                    and (not self.gpus or len(self.free_gpus) >= self.options.gpus_per_run)
-                ):
-                    run_id = self.queue.pop(0)
-                    if self._claim(run_id):
-                        self._start(run_id, heartbeat)
-                self._reap(heartbeat)
-                if on_tick is not None:
-                    on_tick(self)
-                if self.active:
-                    time.sleep(self.options.poll_s)
-        except (KeyboardInterrupt, Stopped):
-            if main:  # a second signal must not cut the wait for the checkpoints short
-                signal.signal(signal.SIGTERM, signal.SIG_IGN)
-                signal.signal(signal.SIGINT, signal.SIG_IGN)
-            try:
-                self.stop()
-            finally:
-                if main:
-                    signal.signal(signal.SIGINT, signal.default_int_handler)
-            raise
+            with taken:
+                try:
+                    self._loop(heartbeat, on_tick)
+                except (KeyboardInterrupt, Stopped):
+                    if main:  # a second signal must not cut the wait for the checkpoints short
+                        for sig in STOP_SIGNALS:
+                            signal.signal(sig, signal.SIG_IGN)
+                    self.stop()
+                    raise
         finally:
-            if main:
-                signal.signal(signal.SIGTERM, previous)
             heartbeat.stop()
         return self.finished
+
+    def _loop(self, heartbeat: state.Heartbeat, on_tick) -> None:
+        while self.queue or self.active:
+            while (
+                self.queue
+                and len(self.active) < self.options.max_parallel
+                and (not self.gpus or len(self.free_gpus) >= self.options.gpus_per_run)
+            ):
+                run_id = self.queue.pop(0)
+                if self._claim(run_id):
+                    self._start(run_id, heartbeat)
+            self._reap(heartbeat)
+            if on_tick is not None:
+                on_tick(self)
+            if self.active:
+                time.sleep(self.options.poll_s)
 
     def stop(self) -> None:
         """Every child checkpoints and exits (SIGINT; the trainer treats SIGTERM the same),
@@ -307,7 +307,7 @@ class InProcessExecutor(LocalExecutor):
     exception reaches the caller. ``on_start(run_id, number, total)`` is called before each."""
 
     def run(self, on_tick=None, on_start=None) -> dict[str, str]:
-        from scaling.training.trainer import train
+        from scaling.training.lifecycle import train
 
         heartbeat = state.Heartbeat(self.options.stale_after / 4)
         total, number = len(self.queue), 0

@@ -26,6 +26,13 @@ class ModelOutput:
     z_loss: torch.Tensor | None = None
     expert_load: torch.Tensor | None = None  # (n_moe_layers, n_experts) token fractions
 
+    def logged(self) -> dict[str, torch.Tensor]:
+        """What a training step averages over its micro-batches and logs beside the loss
+        (``Transformer.describe_step`` turns the averages into numbers)."""
+        if self.aux_loss is None:
+            return {}
+        return {"aux_loss": self.aux_loss, "z_loss": self.z_loss, "expert_load": self.expert_load}
+
 
 class Block(nn.Module):
     """Pre-norm residual block: x + attn(norm(x)), then x + ffn(norm(x))."""
@@ -132,6 +139,25 @@ class Transformer(nn.Module):
         for moe in self.moe_layers():
             if moe.bias_rate:
                 moe.update_bias()
+
+    def attach(self, optimizer: torch.optim.Optimizer) -> None:
+        """What the model does after each optimizer step, hooked onto ``optimizer``: the
+        routers' bias update (aux-loss-free balancing), so a training loop needs not know
+        of experts."""
+        if any(moe.bias_rate for moe in self.moe_layers()):
+            optimizer.register_step_post_hook(lambda *_: self.update_router_biases())
+
+    @staticmethod
+    def describe_step(logged: dict[str, torch.Tensor]) -> dict[str, float]:
+        """A step's averages of ``ModelOutput.logged`` as the numbers metrics.jsonl keeps."""
+        if not logged:
+            return {}
+        load = logged["expert_load"]
+        return {
+            "aux_loss": float(logged["aux_loss"]),
+            "z_loss": float(logged["z_loss"]),
+            "expert_load_max_over_mean": float((load.max(-1).values / load.mean(-1)).max()),
+        }
 
 
 def save_pretrained(model: Transformer, directory: str | Path) -> None:

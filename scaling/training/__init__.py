@@ -4,12 +4,29 @@ import contextlib
 import ctypes
 import os
 import signal
+from collections.abc import Callable, Iterator
 
 # Signals on which a run writes its checkpoint and stops (exit 130), to resume later: Ctrl-C,
 # SIGTERM (scancel, requeue, preemption, a launcher stopping) and SIGUSR2, the warning Slurm
 # sends every process of a job before its time limit (submitit's ``--signal=USR2@90``; its
 # default action would kill the trainer without a checkpoint).
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGUSR2)
+
+
+@contextlib.contextmanager
+def stop_signals(on_signal: Callable[[int], None]) -> Iterator[None]:
+    """Inside the block, each of ``STOP_SIGNALS`` calls ``on_signal(signum)`` (the trainer
+    records it and stops at its next micro-batch; the launcher raises and stops its runs);
+    the previous handlers are back after it. The one place these signals are taken."""
+    previous = {
+        sig: signal.signal(sig, lambda signum, frame: on_signal(signum)) for sig in STOP_SIGNALS
+    }
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
 
 PR_SET_PDEATHSIG = 1
 

@@ -1,20 +1,18 @@
-"""One training run: a RunConfig in, metrics.jsonl and result.json out (docs/architecture.md).
+"""The training loop of one run, top to bottom: build, resume, step, evaluate, record, save.
 
 The same loop runs on a laptop CPU, one GPU, and many processes (DDP or FSDP2 under torchrun
 or ``accelerate launch``). The learning rate is a function of the optimizer step; the data
 order is a function of the sampler position; both are in the checkpoint, with every RNG, so a
-run stopped anywhere (Ctrl-C, SIGTERM, kill -9) resumes to the same losses.
+run stopped anywhere (Ctrl-C, SIGTERM, kill -9) resumes to the same losses. The pieces live
+beside it: the optimizer (``optimizer``), the loop's own state (``state``), processes and
+wrapping (``parallel``), checkpoints, metrics, and the run's lifecycle (``lifecycle``: signals,
+setup, result.json).
 """
 
 from __future__ import annotations
 
-import gc
 import math
-import signal
-import sys
 import time
-import traceback
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -23,26 +21,20 @@ import torch
 from scaling.config import ConfigError, RunConfig
 from scaling.counting import flops_per_token
 from scaling.data import ValidationWindows, WindowSampler, prepare_data
-from scaling.model import Transformer, save_pretrained
+from scaling.model import Transformer
 from scaling.rundir import RunDir
-from scaling.training import STOP_SIGNALS, checkpoint
+from scaling.training import checkpoint
 from scaling.training.metrics import (
     MetricsLog,
     Trackers,
-    check_trackers,
     device_peak_flops,
     peak_memory_bytes,
     reset_peak_memory,
 )
-from scaling.training.parallel import (
-    Runtime,
-    autocast,
-    gradient_sync,
-    prepare,
-    setup,
-    unwrap,
-)
+from scaling.training.optimizer import build_optimizer, set_learning_rate
+from scaling.training.parallel import Runtime, autocast, gradient_sync, prepare, unwrap
 from scaling.training.schedules import branch_points, lr_at
+from scaling.training.state import TrainState
 
 EVAL_SEED = 0  # shared by every run of every sweep: eval losses compare across runs
 
@@ -64,23 +56,19 @@ class StepAbandoned(Exception):
         self.micro_batches = micro_batches
 
 
-def parameter_groups(model: torch.nn.Module, decay_all: bool) -> list[dict[str, Any]]:
-    """Weight decay on matrices; norms, biases and embeddings excluded unless ``decay_all``."""
-    decay, no_decay = [], []
-    for name, param in model.named_parameters():
-        is_embedding = "tok_emb" in name or "pos_emb" in name
-        if decay_all or (param.ndim >= 2 and not is_embedding):
-            decay.append(param)
-        else:
-            no_decay.append(param)
-    return [{"params": decay}, {"params": no_decay, "weight_decay": 0.0}]
-
-
 class Trainer:
-    def __init__(self, config: RunConfig, run: RunDir, runtime: Runtime, progress: bool = True):
+    def __init__(
+        self,
+        config: RunConfig,
+        run: RunDir,
+        runtime: Runtime,
+        progress: bool = True,
+        stop_signals: list[int] | None = None,
+    ):
         self.config, self.rundir, self.rt, self.progress = config, run, runtime, progress
         cfg, train = config.model, config.train
         self.train_cfg = train
+        self.stop_signals = stop_signals if stop_signals is not None else []
         self.data = prepare_data(config.data, progress=progress and runtime.is_main)
         if self.data.vocab_size > cfg.vocab_size:
             raise ConfigError(
@@ -105,31 +93,14 @@ class Trainer:
 
         torch.manual_seed(train.seed)
         self.model, self.optimizer = prepare(
-            Transformer(cfg),
-            lambda model: torch.optim.AdamW(
-                parameter_groups(model, train.decay_norms_and_embeddings),
-                lr=train.lr,
-                betas=train.betas,
-                eps=train.eps,
-                weight_decay=train.weight_decay,
-            ),
-            runtime,
-            train,
+            Transformer(cfg), lambda model: build_optimizer(model, train), runtime, train
         )
-        self.state: dict[str, Any] = {
-            "step": 0,
-            "sampler_position": 0,
-            "wall_s": 0.0,
-            "best_train_loss": math.inf,
-            "best_eval_loss": math.inf,
-            "branches": [],
-            "wandb_id": None,
-        }
+        unwrap(self.model).attach(self.optimizer)
+        self.state = TrainState()
         found = checkpoint.resume(run.checkpoint, self.model, self.optimizer)
         if found is not None:
-            self.state.update(found[0])
-            self.sampler.position = self.state["sampler_position"]
-        self.resumed_from = self.state["step"] if found is not None else None
+            self.load_state_dict(found[0])
+        self.resumed_from = self.state.step if found is not None else None
         self.metrics = MetricsLog(run, self.resumed_from, runtime.is_main)
         self.trackers = Trackers(
             runtime.accelerator,
@@ -137,9 +108,29 @@ class Trainer:
             run,
             config.run_id,
             config.model_dump(mode="json"),
-            self.state["wandb_id"],
+            self.state.wandb_id,
         )
-        self.stop_signals: list[int] = []  # SIGINT/SIGTERM received: checkpoint and stop
+
+    # -- the checkpoint ----------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        """What a checkpoint keeps besides the model and the optimizer (and the RNG): the
+        loop's state (its step at the top, where status and the tests read it) and the
+        sampler's."""
+        self.state.wandb_id = self.trackers.wandb_id
+        return {**self.state.state_dict(), "sampler": self.sampler.state_dict()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.state.load_state_dict(state)
+        if "sampler" not in state:  # a checkpoint written before the sampler had its entry
+            self.sampler.position = int(state["sampler_position"])
+            return
+        try:
+            self.sampler.load_state_dict(state["sampler"])
+        except ValueError as err:
+            raise ConfigError(f"{self.rundir.checkpoint}: {err}") from None
+
+    def save(self) -> None:
+        checkpoint.save(self.rundir.checkpoint, self.model, self.optimizer, self.state_dict())
 
     # -- stopping ---------------------------------------------------------------------------
     def stop_requested(self) -> bool:
@@ -170,8 +161,7 @@ class Trainer:
         """One optimizer step over ``accum`` micro-batches. A stop between two of them
         abandons the step (``StepAbandoned``): a step of many micro-batches can take minutes,
         longer than a cluster waits between SIGTERM and SIGKILL."""
-        for group in self.optimizer.param_groups:
-            group["lr"] = lr
+        set_learning_rate(self.optimizer, lr)
         self.model.train()
         start = self._step_start()
         x, y = self.sampler.next_batch()
@@ -179,8 +169,8 @@ class Trainer:
         mb = self.train_cfg.micro_batch_size
         # Summed on the device, read once a step: an .item() per micro-batch would make the
         # host wait for each backward before it queues the next forward.
-        sums = torch.zeros(3, dtype=torch.float64, device=self.rt.device)  # ce, aux, z
-        loads = []
+        ce_sum = torch.zeros((), dtype=torch.float64, device=self.rt.device)
+        logged: dict[str, torch.Tensor] = {}  # what the model logs beside the loss
         for i in range(self.accum):
             # Under several processes this is a small all-reduce (and a host sync) per
             # micro-batch: the price of every rank leaving the step at the same point.
@@ -191,31 +181,20 @@ class Trainer:
                 with autocast(self.rt, self.train_cfg):
                     out = self.model(x[i * mb : (i + 1) * mb], y[i * mb : (i + 1) * mb])
                 (out.loss / self.accum).backward()
-            sums[0] += out.ce_loss.detach()
-            if out.aux_loss is not None:
-                sums[1] += out.aux_loss.detach()
-                sums[2] += out.z_loss.detach()
-                loads.append(out.expert_load)
+            ce_sum += out.ce_loss.detach()
+            for key, value in out.logged().items():
+                logged[key] = logged.get(key, 0) + value.detach().float() / self.accum
             del out  # its logits, (micro-batch, seq, vocab), would live through the next forward
-        ce_sum, aux_sum, z_sum = sums.tolist()
         clip = self.train_cfg.grad_clip or float("inf")
         norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), clip)
         norm = norm.full_tensor() if hasattr(norm, "full_tensor") else norm
-        self.optimizer.step()
+        self.optimizer.step()  # the model's own step hooks run here (router biases)
         self.optimizer.zero_grad(set_to_none=True)
-        unwrap(self.model).update_router_biases()
-        record = {
-            "train_loss": self.rt.all_reduce_mean(ce_sum / self.accum),
+        return {
+            "train_loss": self.rt.all_reduce_mean(float(ce_sum) / self.accum),
             "grad_norm": float(norm),
+            **unwrap(self.model).describe_step(logged),
         }
-        if loads:
-            load = torch.stack(loads).mean(0)
-            record.update(
-                aux_loss=aux_sum / self.accum,
-                z_loss=z_sum / self.accum,
-                expert_load_max_over_mean=float((load.max(-1).values / load.mean(-1)).max()),
-            )
-        return record
 
     @torch.no_grad()
     def evaluate(self) -> dict[str, float]:
@@ -233,6 +212,7 @@ class Trainer:
             real = len(starts)
             starts = np.concatenate([starts, np.repeat(self.val.starts[:1], batch - real)])
             x, y = self.val.gather(starts)
+            y = y.clone()  # a view of the windows x is a view of too
             y[real:] = -1  # the model's ignore_index
             with autocast(self.rt, self.train_cfg):
                 out = self.model(x.to(self.rt.device), y.to(self.rt.device))
@@ -246,27 +226,24 @@ class Trainer:
         return {"eval_loss": nats, "eval_bpb": self.data.bits_per_byte(nats)}
 
     # -- bookkeeping ----------------------------------------------------------------------------
-    def save(self) -> None:
-        self.state["sampler_position"] = self.sampler.position
-        self.state["wandb_id"] = self.trackers.wandb_id
-        checkpoint.save(self.rundir.checkpoint, self.model, self.optimizer, self.state)
-
     def check_divergence(self, key: str, loss: float) -> None:
         """NaN/inf at once; or ``divergence_patience`` checks in a row above
         ``divergence_factor`` × the best value so far."""
         best_key, bad_key = f"best_{key}", f"bad_{key}"
+        best, bad = getattr(self.state, best_key), getattr(self.state, bad_key)
         if not math.isfinite(loss):
-            raise Diverged(f"{key} is {loss} at step {self.state['step']}")
-        if loss > self.train_cfg.divergence_factor * self.state[best_key]:
-            self.state[bad_key] = self.state.get(bad_key, 0) + 1
-            if self.state[bad_key] >= self.train_cfg.divergence_patience:
+            raise Diverged(f"{key} is {loss} at step {self.state.step}")
+        if loss > self.train_cfg.divergence_factor * best:
+            bad += 1
+            if bad >= self.train_cfg.divergence_patience:
                 raise Diverged(
                     f"{key} {loss:.4g} above {self.train_cfg.divergence_factor}× its best "
-                    f"({self.state[best_key]:.4g}) {self.state[bad_key]} times in a row"
+                    f"({best:.4g}) {bad} times in a row"
                 )
         else:
-            self.state[bad_key] = 0
-        self.state[best_key] = min(self.state[best_key], loss)
+            bad = 0
+        setattr(self.state, bad_key, bad)
+        setattr(self.state, best_key, min(best, loss))
 
     def record(self, step: int, values: dict[str, Any]) -> None:
         tokens = step * self.train_cfg.batch_tokens
@@ -279,6 +256,24 @@ class Trainer:
         }
         self.metrics.write(line)
         self.trackers.log(line)  # Accelerate logs on the main process only
+
+    def throughput(self, tokens: int, seconds: float) -> dict[str, float]:
+        """``tokens``: the global batches of the window (``batch_tokens`` is the global batch,
+        whatever the number of processes), so ``rate`` is the whole run's; MFU divides it by
+        the peak of all the run's devices."""
+        rate = tokens / seconds
+        flops_rate = rate * self.flops_per_token
+        out = {
+            "tokens_per_s": rate,
+            "time_s": self.state.wall_s,
+            "epochs": self.sampler.epochs,
+            "peak_memory_bytes": peak_memory_bytes(self.rt.device),
+        }
+        if self.peak_flops:
+            out["mfu"] = flops_rate / (self.peak_flops * self.rt.world_size)
+        else:
+            out["achieved_flops_per_s"] = flops_rate
+        return out
 
     def run_branch(self, start: int, end: int) -> None:
         """A WSD cooldown from the stable phase at ``start`` to ``end``; its eval is a point of
@@ -297,9 +292,11 @@ class Trainer:
                 )
         point = self.evaluate()
         tokens = end * self.train_cfg.batch_tokens
-        checkpoint.load(checkpoint.latest(self.rundir.checkpoint), self.model, self.optimizer)
-        self.sampler.position = self.state["sampler_position"]
-        self.state["branches"].append(
+        stable = checkpoint.load(
+            checkpoint.latest(self.rundir.checkpoint), self.model, self.optimizer
+        )
+        self.load_state_dict(stable)
+        self.state.branches.append(
             {"step": end, "tokens": tokens, "flops": tokens * self.flops_per_token, **point}
         )
 
@@ -309,14 +306,14 @@ class Trainer:
         if self.rt.is_main:
             self.sampler.warn_if_repeating(self.steps * train.batch_tokens)
         branches = dict(branch_points(train, self.steps))
-        done = {b["step"] for b in self.state["branches"]}
+        done = {b["step"] for b in self.state.branches}
         window_seconds, window_tokens = 0.0, 0
-        started = time.perf_counter() - self.state["wall_s"]
+        started = time.perf_counter() - self.state.wall_s
         from rich.progress import Progress
 
         with Progress(disable=not (self.progress and self.rt.is_main), transient=True) as bar:
-            task = bar.add_task("training", total=self.steps, completed=self.state["step"])
-            for step in range(self.state["step"], self.steps):
+            task = bar.add_task("training", total=self.steps, completed=self.state.step)
+            for step in range(self.state.step, self.steps):
                 if step in branches and branches[step] not in done:
                     self.run_branch(step, branches[step])
                 lr = lr_at(train, step, self.steps)
@@ -330,8 +327,8 @@ class Trainer:
                         f"{abandoned.micro_batches} of its {self.accum} micro-batches: "
                         f"checkpointed at step {step}, which a resume continues from"
                     ) from None
-                self.state["step"] = done_steps = step + 1
-                self.state["wall_s"] = time.perf_counter() - started
+                self.state.step = done_steps = step + 1
+                self.state.wall_s = time.perf_counter() - started
                 # the window times training steps only: not evals, checkpoints or branches
                 window_seconds += time.perf_counter() - step_start
                 window_tokens += train.batch_tokens
@@ -358,194 +355,3 @@ class Trainer:
                     self.save()
                     raise Interrupted(f"{self.stop_reason()} at step {done_steps}")
         return values
-
-    def throughput(self, tokens: int, seconds: float) -> dict[str, float]:
-        """``tokens``: the global batches of the window (``batch_tokens`` is the global batch,
-        whatever the number of processes), so ``rate`` is the whole run's; MFU divides it by
-        the peak of all the run's devices."""
-        rate = tokens / seconds
-        flops_rate = rate * self.flops_per_token
-        out = {
-            "tokens_per_s": rate,
-            "time_s": self.state["wall_s"],
-            "epochs": self.sampler.epochs,
-            "peak_memory_bytes": peak_memory_bytes(self.rt.device),
-        }
-        if self.peak_flops:
-            out["mfu"] = flops_rate / (self.peak_flops * self.rt.world_size)
-        else:
-            out["achieved_flops_per_s"] = flops_rate
-        return out
-
-
-def train(
-    config: RunConfig,
-    run_dir: str | Path,
-    progress: bool = True,
-    stop_signals: list[int] | None = None,
-) -> dict[str, Any]:
-    """Train ``config`` in ``run_dir``, resuming from its checkpoint if there is one; write
-    result.json (done, diverged or failed) and return it. A run whose result.json says done
-    for the same config is not trained again. Raises ``Interrupted`` after writing a
-    checkpoint when one of ``STOP_SIGNALS`` arrives, also while the run is being set up (a signal
-    that interrupted the imports of setup left numpy half-imported once: a RecursionError).
-    ``stop_signals``: a list the caller's own handler already records signals in."""
-    torch.set_flush_denormal(True)
-    run = RunDir(Path(run_dir))
-    finished = _finished_result(config, run)
-    if finished is not None:
-        return finished
-    check_trackers(config.train.trackers)
-    run.path.mkdir(parents=True, exist_ok=True)
-    signals = stop_signals if stop_signals is not None else []
-    previous = {
-        sig: signal.signal(sig, lambda signum, frame: signals.append(signum))
-        for sig in STOP_SIGNALS
-    }
-    try:
-        runtime = setup(config.train, logging_dir=run.tensorboard)
-    except BaseException:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-        raise
-    trainer, lost = None, False
-    result: dict[str, Any] = {"run_id": config.run_id}
-    try:
-        if runtime.is_main and not _holds_config(run, config):
-            run.write_config(config)
-        trainer = Trainer(config, run, runtime, progress)
-        trainer.stop_signals = signals
-        if trainer.resumed_from is not None and runtime.is_main:
-            # in train.log of a launched run: how a requeued or relaunched run went on
-            print(
-                f"{config.run_id}: resumed from the checkpoint at step {trainer.resumed_from}",
-                file=sys.stderr,
-                flush=True,
-            )
-        try:
-            last = trainer.run()
-            export_weights(trainer, run)
-            tokens = trainer.state["step"] * config.train.batch_tokens
-            result.update(
-                status="done",
-                final_eval_loss=last["eval_loss"],
-                final_eval_bpb=last["eval_bpb"],
-                final_train_loss=last["train_loss"],
-                tokens=tokens,
-                flops=tokens * trainer.flops_per_token,
-                steps=trainer.state["step"],
-                epochs=trainer.sampler.epochs,
-                unique_tokens=trainer.data.meta["train"]["tokens"],
-            )
-        except Diverged as reason:
-            result.update(status="diverged", reason=str(reason), step=trainer.state["step"])
-        result.update(
-            branches=trainer.state["branches"],
-            wall_s=trainer.state["wall_s"],
-            flop_formula=config.train.flop_formula,
-            resumed_from_step=trainer.resumed_from,
-            parallelism=runtime.mode,
-            processes=runtime.world_size,
-            # CPU matrix products sum in an order that depends on the thread count, so the
-            # same config gives losses equal to about 1e-2, not bit for bit, under another
-            # count (the launcher gives each of --max-parallel runs its share of the cores)
-            threads=torch.get_num_threads(),
-        )
-        if runtime.is_main:
-            run.write_result(result)
-    except Interrupted as stopped:
-        if runtime.is_main:
-            run.write_stopped(trainer.state["step"] if trainer else 0, str(stopped))
-        raise
-    except ConfigError:
-        raise
-    except Exception as err:
-        if lost_a_process(err, runtime.world_size):
-            # Not the run's fault: its last checkpoint resumes it, as after a preemption.
-            # Every surviving rank says so (rank 0 may be the one lost).
-            lost = True
-            first_line = (str(err).strip().splitlines() or [""])[0][:300]
-            reason = f"a process of the run was lost ({type(err).__name__}: {first_line})"
-            step = trainer.state["step"] if trainer else 0
-            run.write_stopped(step, reason)
-            raise Interrupted(
-                f"{reason} at step {step}; launching again resumes from the last checkpoint"
-            ) from None
-        # the run failed: say why in result.json, for the launcher
-        result.update(
-            status="failed", error=f"{type(err).__name__}: {err}", traceback=traceback.format_exc()
-        )
-        if runtime.is_main:
-            run.write_result(result)
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-        if trainer is not None:
-            trainer.trackers.close()
-        # Free the (sharded) model and optimizer, which Accelerate keeps too, while the process
-        # group lives: collected at interpreter exit instead, gloo's pending work can abort it.
-        trainer = None
-        runtime.accelerator.free_memory()
-        gc.collect()
-        if not lost:  # a barrier with a lost process would wait out the collective timeout
-            runtime.barrier()
-        if torch.distributed.is_available() and torch.distributed.is_initialized():
-            torch.distributed.destroy_process_group()
-    return result
-
-
-# What gloo and NCCL say when the other end of a collective is gone or never answers.
-LOST_PROCESS_MARKERS = (
-    "Connection reset by peer",
-    "Connection closed by peer",
-    "Broken pipe",
-    "Timed out",
-    "timed out",
-)
-
-
-def lost_a_process(err: BaseException, world_size: int) -> bool:
-    """A collective of a multi-process run failed because another process is gone (its node
-    lost, killed) or did not answer within ``train.collective_timeout_s``."""
-    if world_size == 1:
-        return False
-    if isinstance(err, torch.distributed.DistError):
-        return True
-    return isinstance(err, RuntimeError) and any(m in str(err) for m in LOST_PROCESS_MARKERS)
-
-
-def _holds_config(run: RunDir, config: RunConfig) -> bool:
-    """The run's config.json already says ``config`` (left as written: a newer version's
-    defaults would change the file that the run's id hashes)."""
-    try:
-        return run.has_config() and run.read_config() == config
-    except ConfigError:
-        return False
-
-
-def _finished_result(config: RunConfig, run: RunDir) -> dict[str, Any] | None:
-    """The run's result when it is done for this very config (then nothing is trained)."""
-    if not run.has_config():
-        return None
-    result = run.read_result()
-    if result is None or result["status"] != "done":
-        return None
-    try:
-        same = run.read_config() == config
-    except ConfigError:
-        return None
-    return result if same else None
-
-
-def export_weights(trainer: Trainer, run: RunDir) -> None:
-    """The final weights, gathered whole on every rank (FSDP needs all of them to take part)
-    and written by the first, as safetensors with the model config."""
-    from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
-
-    state = get_model_state_dict(
-        trainer.model, options=StateDictOptions(full_state_dict=True, cpu_offload=True)
-    )
-    if trainer.rt.is_main:
-        export = Transformer(trainer.config.model)
-        export.load_state_dict(state)
-        save_pretrained(export, run.export)

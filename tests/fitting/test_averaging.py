@@ -7,6 +7,7 @@ from scaling.fitting.averaging import (
     backtest_weights,
     bootstrap_paired,
     paired_intervals,
+    shared_resamples,
 )
 from scaling.fitting.base import percentile_interval
 from scaling.fitting.kaplan import KaplanLaw
@@ -99,3 +100,26 @@ def test_samples_that_do_not_share_their_resamples_are_not_paired():
     assert bootstrap_paired([one, _fitted("kaplan", frame)])
     one.samples = one.samples[:-1]  # a resample it could not fit
     assert not bootstrap_paired([one, _fitted("kaplan", frame)])
+    # ... unless the fit recorded which resamples its samples are: then the shared ones pair
+    kaplan, one = _fitted("kaplan", frame), _fitted("parametric", frame)
+    one.samples = one.samples[:3] + one.samples[4:]  # resample 3 could not be fitted
+    one.details["bootstrap_resamples"] = [i for i in range(len(kaplan.samples)) if i != 3]
+    shared = shared_resamples([one, kaplan])
+    assert shared == one.details["bootstrap_resamples"]
+    got = paired_intervals({"a": one, "b": kaplan}, weights, sizes, 6e10)
+    pairs = [
+        0.5 * one.loss(3e9, 6e10, sample=s) + 0.5 * kaplan.loss(3e9, 6e10, sample=kaplan.samples[i])
+        for s, i in zip(one.samples, shared, strict=True)
+    ]
+    assert got[0.95] == pytest.approx(percentile_interval(np.array(pairs), 0.95))
+
+
+def test_a_fit_records_the_resamples_it_could_not_fit():
+    """A parametric fit skips resamples that cannot identify it; the record of the rest keeps
+    its samples paired with another law's (the demo's averaged interval needs it)."""
+    frame = isoflop_points(budgets=np.logspace(18, 20, 3), per_budget=3, noise=0.01, seed=5)
+    law = _fitted("parametric", frame, bootstrap_samples=40, bootstrap_unit="budgets")
+    indices = law.details.get("bootstrap_resamples", list(range(40)))
+    assert len(indices) == len(law.samples) and indices == sorted(indices)
+    loaded = type(law).from_json(law.to_json())
+    assert loaded.details.get("bootstrap_resamples") == law.details.get("bootstrap_resamples")

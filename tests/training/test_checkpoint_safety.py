@@ -12,7 +12,7 @@ import sys
 import pytest
 import torch
 
-from scaling.training.trainer import train
+from scaling.training.lifecycle import train
 
 from .conftest import tiny_run
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from scaling.training.trainer import train
+from scaling.training.lifecycle import train
 
 from ..conftest import checkpoint_step, logged, spawn, spawn_training, wait_for
 from .conftest import tiny_run

@@ -9,7 +9,8 @@ import signal
 import pytest
 import torch
 
-from scaling.training.trainer import Interrupted, train
+from scaling.training.lifecycle import train
+from scaling.training.trainer import Interrupted
 
 from ..conftest import checkpoint_step, logged, spawn_training, wait_for
 from .conftest import tiny_run
@@ -63,7 +64,7 @@ def test_a_stop_mid_step_abandons_it_and_the_resume_is_exact(tmp_path, stop_at_f
     signals: list[int] = []
     stop_at_forward(signals, 4 * 16 + 3)  # the third micro-batch of step 5
     with pytest.raises(Interrupted, match="during step 5, after 3 of its 16 micro-batches"):
-        train(config, run, progress=False, stop_signals=signals)
+        train(config, run, progress=False, signals=signals)
     assert checkpoint_step(run) == 4
     assert [step for step, *_ in losses(run)] == [1, 2, 3, 4]
     resumed = train(config, run, progress=False)
@@ -80,7 +81,7 @@ def test_a_stop_in_a_cooldown_branch_redoes_the_branch(tmp_path, stop_at_forward
     # 8 steps; the branch from step 3 is one cooldown step (forwards 49-64), before step 4
     stop_at_forward(signals, 3 * 16 + 5)
     with pytest.raises(Interrupted, match="cooldown branch from step 3"):
-        train(config, run, progress=False, stop_signals=signals)
+        train(config, run, progress=False, signals=signals)
     assert checkpoint_step(run) == 3
     resumed = train(config, run, progress=False)
     assert resumed["branches"] == reference["branches"]

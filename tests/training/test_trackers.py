@@ -6,7 +6,7 @@ import json
 import pytest
 
 from scaling.rundir import RunDir
-from scaling.training.trainer import train
+from scaling.training.lifecycle import train
 
 from .conftest import tiny_run
 

@@ -6,7 +6,7 @@ import torch
 
 from scaling.config import ConfigError, TrainConfig
 from scaling.model import load_pretrained
-from scaling.training.trainer import train
+from scaling.training.lifecycle import train
 
 from ..conftest import checkpoint_step, spawn_training, train_until_step, wait_for
 from .conftest import tiny_run
@@ -239,3 +239,18 @@ def test_missing_tracker_package_is_a_clear_error(tmp_path, monkeypatch):
     )
     with pytest.raises(ConfigError, match=r"tensorboard is not installed.*scaling\[trackers\]"):
         train(tiny_run(trackers=("tensorboard",)), tmp_path, progress=False)
+
+
+@pytest.mark.slow
+def test_evaluation_pads_a_short_last_batch_without_touching_the_windows(tmp_path):
+    """12 validation windows in micro-batches of 8: the second batch is padded to 8 windows
+    whose targets are ignored (one shape for a compiled model); the loss is the mean over
+    the 12 real windows, as in micro-batches of 4, which need no padding."""
+    padded = train(tiny_run(tokens=2 * 1024, eval_windows=12), tmp_path / "8", progress=False)
+    exact = train(
+        tiny_run(tokens=2 * 1024, eval_windows=12, micro_batch_size=4),
+        tmp_path / "4",
+        progress=False,
+    )
+    assert padded["status"] == exact["status"] == "done", padded.get("error")
+    assert padded["final_eval_loss"] == pytest.approx(exact["final_eval_loss"], rel=1e-5)
