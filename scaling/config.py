@@ -80,6 +80,18 @@ class ModelConfig(BaseModel):
         True, description="GPT-2: std/sqrt(2·n_layers) on out-projections"
     )
 
+    # How init, multipliers and learning rates scale with width and depth
+    # (scaling.model.parametrization): µP transfers the lr tuned at base_width across width,
+    # CompleteP also across depth from base_depth.
+    parametrization: Literal["standard", "mup", "completep"] = "standard"
+    base_width: int | None = Field(None, ge=1, description="mup, completep: the tuned width")
+    base_depth: int | None = Field(None, ge=1, description="completep: the tuned depth")
+    base_head_dim: int | None = Field(
+        None, ge=1, description="mup: the head dim at base width; None = this model's"
+    )
+    mup_input_alpha: float = Field(1.0, gt=0, description="mup: embedding output multiplier")
+    mup_output_alpha: float = Field(1.0, gt=0, description="mup: logits multiplier at base")
+
     # Mixture-of-Experts (n_experts = 0: dense)
     n_experts: int = Field(0, ge=0)
     top_k: int = Field(2, ge=1)
@@ -115,7 +127,27 @@ class ModelConfig(BaseModel):
                 )
         elif self.n_shared_experts or self.router_bias_rate:
             raise ValueError("n_shared_experts and router_bias_rate need n_experts > 0")
+        self._check_parametrization()
         return self
+
+    def _check_parametrization(self) -> None:
+        kind = self.parametrization
+        if kind != "standard" and self.base_width is None:
+            raise ValueError(
+                f"parametrization {kind!r} needs base_width: the width whose learning rate and "
+                "initialisation transfer (e.g. the width of the lr sweep)"
+            )
+        if kind == "completep" and self.base_depth is None:
+            raise ValueError("parametrization 'completep' needs base_depth: the tuned depth")
+        unused = [
+            name
+            for name, needs in (("base_width", "mup"), ("base_depth", "completep"))
+            if getattr(self, name) is not None and kind not in (needs, "completep")
+        ]
+        if unused:
+            raise ValueError(
+                f"{unused[0]} is set but parametrization is {kind!r}, which does not use it"
+            )
 
     @property
     def kv_heads(self) -> int:

@@ -115,6 +115,7 @@ JsonOption = Annotated[bool, typer.Option("--json", help="One JSON object on std
 
 # The commands register themselves on ``app`` when their modules are imported.
 from scaling.cli import (  # noqa: E402, F401
+    coord_check,
     count,
     data,
     demo,

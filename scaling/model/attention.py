@@ -8,6 +8,7 @@ from torch import nn
 
 from scaling.config import ModelConfig
 from scaling.model.layers import apply_rope, make_norm
+from scaling.model.parametrization import multipliers
 
 
 class Attention(nn.Module):
@@ -20,6 +21,7 @@ class Attention(nn.Module):
         self.q_norm = make_norm(cfg, cfg.head_dim) if cfg.qk_norm else None
         self.k_norm = make_norm(cfg, cfg.head_dim) if cfg.qk_norm else None
         self.attn_dropout = cfg.attn_dropout
+        self.scale = multipliers(cfg).attention_scale  # None: SDPA's 1/sqrt(head_dim)
         self.resid_dropout = nn.Dropout(cfg.dropout)
 
     def forward(
@@ -55,6 +57,7 @@ class Attention(nn.Module):
             is_causal=True,
             dropout_p=self.attn_dropout if self.training else 0.0,
             enable_gqa=gqa,
+            scale=self.scale,
         )
         y = y.transpose(1, 2).reshape(B, T, self.n_heads * self.head_dim)
         return self.resid_dropout(self.out(y))

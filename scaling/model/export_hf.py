@@ -2,20 +2,27 @@
 
 Our dense transformer with RoPE (rotate-half layout), SwiGLU, RMSNorm and no biases is
 exactly transformers' Llama: the fused q/k/v projection is split into q_proj, k_proj and
-v_proj, the rest is renamed. Other architectures (LayerNorm, GELU, learned or sinusoidal
-positions, QK-norm, biases, Mixture-of-Experts) have no exact equivalent there and are refused
-with the reason: a near equivalent would load and silently compute something else.
+v_proj, the rest is renamed. The multipliers of µP and CompleteP (``parametrization``) are
+folded into the weights, each into the linear map it multiplies: the logits' into the final
+norm's gain, the attention scale (as a ratio to Llama's 1/sqrt(head_dim)) into q_proj (RoPE
+rotates q, so the factor passes through it), CompleteP's residual factor into o_proj and
+down_proj, the embedding's into the embedding (untied from lm_head when they would differ).
+Other architectures (LayerNorm, GELU, learned or sinusoidal positions, QK-norm, biases,
+Mixture-of-Experts) have no exact equivalent there and are refused with the reason: a near
+equivalent would load and silently compute something else.
 """
 
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import torch
 
 from scaling.config import ConfigError, ModelConfig
 from scaling.fileio import atomic_folder
+from scaling.model.parametrization import multipliers
 from scaling.model.transformer import Transformer
 
 
@@ -52,19 +59,27 @@ def llama_config(cfg: ModelConfig) -> dict:
         "hidden_act": "silu",
         "attention_bias": False,
         "mlp_bias": False,
-        "tie_word_embeddings": cfg.tie_embeddings,
+        "tie_word_embeddings": tied_in_export(cfg),
         "torch_dtype": "float32",
     }
 
 
+def tied_in_export(cfg: ModelConfig) -> bool:
+    """A tied embedding stays tied unless µP scales the embedding's output, which the shared
+    matrix cannot carry for the embedding without carrying it for the logits too."""
+    return cfg.tie_embeddings and multipliers(cfg).input == 1.0
+
+
 def llama_state_dict(model: Transformer) -> dict[str, torch.Tensor]:
-    cfg = model.cfg
+    cfg, mult = model.cfg, multipliers(model.cfg)
     q, kv = cfg.n_heads * cfg.head_dim, cfg.kv_heads * cfg.head_dim
+    # SDPA's scale against Llama's 1/sqrt(head_dim): the ratio goes into q
+    query = 1.0 if mult.attention_scale is None else mult.attention_scale * math.sqrt(cfg.head_dim)
     out = {
-        "model.embed_tokens.weight": model.tok_emb.weight,
-        "model.norm.weight": model.norm.weight,
+        "model.embed_tokens.weight": model.tok_emb.weight * mult.input,
+        "model.norm.weight": model.norm.weight * mult.output,
     }
-    if not cfg.tie_embeddings:
+    if not tied_in_export(cfg):
         out["lm_head.weight"] = model.lm_head.weight
     for i, block in enumerate(model.blocks):
         prefix = f"model.layers.{i}."
@@ -72,14 +87,14 @@ def llama_state_dict(model: Transformer) -> dict[str, torch.Tensor]:
         out.update(
             {
                 prefix + "input_layernorm.weight": block.attn_norm.weight,
-                prefix + "self_attn.q_proj.weight": wq,
+                prefix + "self_attn.q_proj.weight": wq * query,
                 prefix + "self_attn.k_proj.weight": wk,
                 prefix + "self_attn.v_proj.weight": wv,
-                prefix + "self_attn.o_proj.weight": block.attn.out.weight,
+                prefix + "self_attn.o_proj.weight": block.attn.out.weight * mult.residual,
                 prefix + "post_attention_layernorm.weight": block.ffn_norm.weight,
                 prefix + "mlp.gate_proj.weight": block.ffn.w_gate.weight,
                 prefix + "mlp.up_proj.weight": block.ffn.w_up.weight,
-                prefix + "mlp.down_proj.weight": block.ffn.w_down.weight,
+                prefix + "mlp.down_proj.weight": block.ffn.w_down.weight * mult.residual,
             }
         )
     return {name: tensor.detach().contiguous().clone() for name, tensor in out.items()}

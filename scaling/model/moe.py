@@ -18,6 +18,7 @@ from torch import nn
 
 from scaling.config import ModelConfig
 from scaling.model.layers import MLP, activation_fn
+from scaling.model.parametrization import multipliers
 
 
 @dataclass
@@ -57,6 +58,7 @@ class MoE(nn.Module):
         )
         self.dropout = nn.Dropout(cfg.dropout)
         self.bias_rate = cfg.router_bias_rate
+        self.router_mult = multipliers(cfg).router
         # Aux-loss-free balancing (DeepSeek-V3): a bias that only steers the top-k choice.
         self.register_buffer("expert_bias", torch.zeros(cfg.n_experts))
         self.register_buffer("load_since_update", torch.zeros(cfg.n_experts), persistent=False)
@@ -68,12 +70,18 @@ class MoE(nn.Module):
         self.reset_parameters()
 
     @torch.no_grad()
-    def reset_parameters(self) -> None:
+    def reset_parameters(
+        self,
+        router_std: float | None = None,
+        in_std: float | None = None,
+        out_std: float | None = None,
+    ) -> None:
         """Router and expert inputs at init_std; expert outputs, being residual-branch
-        projections, at the GPT-2 scaled std (as Transformer does for dense blocks)."""
-        nn.init.normal_(self.router.weight, std=self.init_std)
-        nn.init.normal_(self.w_in, std=self.init_std)
-        nn.init.normal_(self.w_out, std=self.resid_std)
+        projections, at the GPT-2 scaled std (as Transformer does for dense blocks). The
+        Transformer gives the stds its parametrization sets."""
+        nn.init.normal_(self.router.weight, std=router_std or self.init_std)
+        nn.init.normal_(self.w_in, std=in_std or self.init_std)
+        nn.init.normal_(self.w_out, std=out_std or self.resid_std)
         self.expert_bias.zero_()
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, RoutingStats]:
@@ -85,6 +93,8 @@ class MoE(nn.Module):
         # Called as a module, so that under FSDP its own unit (fp32) gathers its weight.
         with torch.autocast(device_type=flat.device.type, enabled=False):
             logits = self.router(flat.float())
+            if self.router_mult != 1.0:  # µP: a readout's 1/m
+                logits = logits * self.router_mult
         probs = logits.softmax(dim=-1)
         choice = probs + self.expert_bias if self.bias_rate else probs
         top_idx = choice.topk(self.top_k, dim=-1).indices

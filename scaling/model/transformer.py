@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,6 +14,7 @@ from scaling.fileio import atomic_folder
 from scaling.model.attention import Attention
 from scaling.model.layers import MLP, make_norm, rope_cos_sin, sinusoidal_positions
 from scaling.model.moe import MoE, RoutingStats
+from scaling.model.parametrization import init_std, multipliers
 
 
 @dataclass
@@ -39,6 +39,7 @@ class Block(nn.Module):
 
     def __init__(self, cfg: ModelConfig, layer: int):
         super().__init__()
+        self.residual = multipliers(cfg).residual  # CompleteP: L0/L on each branch
         self.attn_norm = make_norm(cfg, cfg.d_model)
         self.attn = Attention(cfg)
         self.ffn_norm = make_norm(cfg, cfg.d_model)
@@ -47,17 +48,23 @@ class Block(nn.Module):
     def forward(
         self, x: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor] | None
     ) -> tuple[torch.Tensor, RoutingStats | None]:
-        x = x + self.attn(self.attn_norm(x), rope)
+        x = x + self._scaled(self.attn(self.attn_norm(x), rope))
         if isinstance(self.ffn, MoE):
             y, stats = self.ffn(self.ffn_norm(x))
-            return x + y, stats
-        return x + self.ffn(self.ffn_norm(x)), None
+            return x + self._scaled(y), stats
+        return x + self._scaled(self.ffn(self.ffn_norm(x))), None
+
+    def _scaled(self, branch: torch.Tensor) -> torch.Tensor:
+        """CompleteP's L0/L on a residual branch; 1 under the other parametrizations, left
+        out so that they compute exactly what they did."""
+        return branch if self.residual == 1.0 else branch * self.residual
 
 
 class Transformer(nn.Module):
     def __init__(self, cfg: ModelConfig):
         super().__init__()
         self.cfg = cfg
+        self.mult = multipliers(cfg)
         self.tok_emb = nn.Embedding(cfg.vocab_size, cfg.d_model)
         self.pos_emb = (
             nn.Embedding(cfg.max_seq_len, cfg.d_model) if cfg.position == "learned" else None
@@ -72,15 +79,14 @@ class Transformer(nn.Module):
 
     @torch.no_grad()
     def reset_parameters(self) -> None:
-        """Normal(0, init_std) weights, zero biases, unit norms; output projections of each
-        residual branch get std / sqrt(2·n_layers) (GPT-2), so the residual stream's
-        variance does not grow with depth."""
-        std = self.cfg.init_std
-        resid_std = std / math.sqrt(2 * self.cfg.n_layers) if self.cfg.scaled_residual_init else std
+        """Normal weights, zero biases, unit norms; each weight's std from the
+        parametrization (``parametrization.init_std``): init_std, with the output projections
+        of each residual branch at std / sqrt(2·n_layers) (GPT-2), so the residual stream's
+        variance does not grow with depth, and under µP the hidden matrices at std / sqrt(m)."""
         for name, module in self.named_modules():
             if isinstance(module, nn.Linear | nn.Embedding):
-                is_resid = name.endswith(("attn.out", "w_down"))
-                nn.init.normal_(module.weight, mean=0.0, std=resid_std if is_resid else std)
+                std = init_std(self.cfg, f"{name}.weight")
+                nn.init.normal_(module.weight, mean=0.0, std=std)
                 if getattr(module, "bias", None) is not None:
                     nn.init.zeros_(module.bias)
             elif isinstance(module, nn.LayerNorm | nn.RMSNorm):
@@ -88,7 +94,9 @@ class Transformer(nn.Module):
                 if getattr(module, "bias", None) is not None:
                     nn.init.zeros_(module.bias)
             elif isinstance(module, MoE):
-                module.reset_parameters()
+                module.reset_parameters(
+                    *(init_std(self.cfg, f"{name}.{p}") for p in ("router.weight", "w_in", "w_out"))
+                )
 
     def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None) -> ModelOutput:
         """``idx`` and ``targets``: (batch, seq) token ids; targets of -1 are ignored."""
@@ -106,7 +114,7 @@ class Transformer(nn.Module):
             if cfg.position == "rope"
             else None
         )
-        x = self.emb_dropout(x)
+        x = self.emb_dropout(x * self.mult.input if self.mult.input != 1.0 else x)
 
         routing = []
         for block in self.blocks:
@@ -114,6 +122,8 @@ class Transformer(nn.Module):
             if stats is not None:
                 routing.append(stats)
         logits = self.lm_head(self.norm(x))
+        if self.mult.output != 1.0:  # µP: the readout's 1/m
+            logits = logits * self.mult.output
 
         out = ModelOutput(logits=logits)
         if routing:

@@ -12,28 +12,38 @@ from typing import Any
 import torch
 from torch import nn
 
-from scaling.config import TrainConfig
+from scaling.config import ModelConfig, TrainConfig
+from scaling.model.parametrization import GroupScales, group_scales
 
 
-def parameter_groups(model: nn.Module, train: TrainConfig) -> list[dict[str, Any]]:
-    """Weight decay on matrices; norms, biases and embeddings excluded unless
-    ``train.decay_norms_and_embeddings``."""
-    decay, no_decay = [], []
+def parameter_groups(
+    model: nn.Module, train: TrainConfig, cfg: ModelConfig
+) -> list[dict[str, Any]]:
+    """Weight decay on matrices (norms, biases and embeddings excluded unless
+    ``train.decay_norms_and_embeddings``); each group with the lr, eps and weight-decay
+    multipliers its parameters' parametrization gives (all 1 under the standard one)."""
+    groups: dict[tuple[bool, GroupScales], dict[str, Any]] = {}
     for name, param in model.named_parameters():
         is_embedding = "tok_emb" in name or "pos_emb" in name
-        if train.decay_norms_and_embeddings or (param.ndim >= 2 and not is_embedding):
-            decay.append(param)
-        else:
-            no_decay.append(param)
-    return [
-        {"params": decay, "lr_scale": 1.0},
-        {"params": no_decay, "weight_decay": 0.0, "lr_scale": 1.0},
-    ]
+        decays = train.decay_norms_and_embeddings or (param.ndim >= 2 and not is_embedding)
+        scales = group_scales(cfg, name)
+        group = groups.setdefault(
+            (decays, scales),
+            {
+                "params": [],
+                "lr_scale": scales.lr,
+                "eps": train.eps * scales.eps,
+                "weight_decay": train.weight_decay * scales.weight_decay if decays else 0.0,
+            },
+        )
+        group["params"].append(param)
+    # decaying groups first: the order the optimizer's state had before the parametrizations
+    return [groups[key] for key in sorted(groups, key=lambda key: not key[0])]
 
 
-def build_optimizer(model: nn.Module, train: TrainConfig) -> torch.optim.AdamW:
+def build_optimizer(model: nn.Module, train: TrainConfig, cfg: ModelConfig) -> torch.optim.AdamW:
     return torch.optim.AdamW(
-        [group for group in parameter_groups(model, train) if group["params"]],
+        parameter_groups(model, train, cfg),
         lr=train.lr,
         betas=train.betas,
         eps=train.eps,

@@ -93,7 +93,7 @@ class Trainer:
 
         torch.manual_seed(train.seed)
         self.model, self.optimizer = prepare(
-            Transformer(cfg), lambda model: build_optimizer(model, train), runtime, train
+            Transformer(cfg), lambda model: build_optimizer(model, train, cfg), runtime, train
         )
         unwrap(self.model).attach(self.optimizer)
         self.state = TrainState()

@@ -23,11 +23,25 @@ LLAMA = dict(
 )
 
 
-@pytest.mark.parametrize("tie", [True, False])
-def test_transformers_loads_the_export_and_computes_our_logits(tmp_path, tie):
+# every multiplier away from 1: width 64 against 32 (logits /2, attention scale 1/16 where
+# Llama's is 1/4), the embedding x1.5 (so a tied matrix must be untied), CompleteP's 1/2
+MUP = dict(parametrization="mup", base_width=32, base_head_dim=8, mup_output_alpha=3.0)
+COMPLETEP = dict(MUP, parametrization="completep", base_depth=1, mup_input_alpha=1.5)
+
+
+@pytest.mark.parametrize(
+    "tie, parametrization",
+    [(True, {}), (False, {}), (True, MUP), (True, COMPLETEP), (False, COMPLETEP)],
+    ids=["tied", "untied", "mup-tied", "completep-tied", "completep-untied"],
+)
+def test_transformers_loads_the_export_and_computes_our_logits(tmp_path, tie, parametrization):
     transformers = pytest.importorskip("transformers")
     torch.manual_seed(0)
-    model = Transformer(ModelConfig(**LLAMA, tie_embeddings=tie)).eval()
+    model = Transformer(ModelConfig(**LLAMA, tie_embeddings=tie, **parametrization)).eval()
+    with torch.no_grad():  # trained-like weights: norm gains away from 1
+        for name, param in model.named_parameters():
+            if name.endswith("norm.weight"):
+                param.uniform_(0.5, 1.5)
     export_hf(model, tmp_path / "hf")
     theirs = transformers.AutoModelForCausalLM.from_pretrained(tmp_path / "hf").eval()
     assert type(theirs).__name__ == "LlamaForCausalLM"

@@ -133,7 +133,11 @@ def test_a_run_planned_under_the_full_hash_is_still_its_own(tmp_path):
 
     config = RunConfig(model=ModelConfig(d_model=64, n_layers=2, n_heads=2))
     written = {k: v for k, v in config.model_dump(mode="json").items()}
-    del written["train"]["collective_timeout_s"]  # the file as the earlier version wrote it
+    # the file as the earlier version wrote it, without the fields added since
+    del written["train"]["collective_timeout_s"]
+    for field in ("parametrization", "base_width", "base_depth", "base_head_dim"):
+        del written["model"][field]
+    del written["model"]["mup_input_alpha"], written["model"]["mup_output_alpha"]
     run = RunDir(tmp_path / "old")
     run.path.mkdir()
     run.config_path.write_text(json.dumps(written))

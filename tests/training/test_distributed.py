@@ -55,9 +55,15 @@ def losses(run_dir):
     return {(r := json.loads(line))["step"]: r["train_loss"] for line in lines}
 
 
+# µP at twice its base width: every multiplier, lr scale and eps scale away from 1, all read
+# from names that FSDP2's sharded parameters keep
+MUP = {"parametrization": "mup", "base_width": 32, "mup_output_alpha": 2.0}
+
+
 @pytest.mark.parametrize(
     "parallelism, model",
     [
+        ("fsdp", MUP),
         ("ddp", {}),
         ("fsdp", {}),
         # aux-loss-free balancing sums the expert loads of every rank
@@ -77,7 +83,7 @@ def test_two_processes_match_one(tmp_path, parallelism, model):
     for step in one:
         assert two[step] == pytest.approx(one[step], rel=1e-4), step
     assert double["final_eval_loss"] == pytest.approx(single["final_eval_loss"], rel=1e-4)
-    if model:
+    if model.get("n_experts"):
         from scaling.model import load_pretrained
 
         bias = [
@@ -87,8 +93,9 @@ def test_two_processes_match_one(tmp_path, parallelism, model):
         assert bias[0].abs().sum() > 0 and torch.equal(bias[0], bias[1])
 
 
-def test_fsdp_sharded_checkpoint_resumes(tmp_path):
-    config = tiny_run(tokens=30 * 1024, parallelism="fsdp", checkpoint_interval=10)
+@pytest.mark.parametrize("model", [{}, MUP], ids=["standard", "mup"])
+def test_fsdp_sharded_checkpoint_resumes(tmp_path, model):
+    config = tiny_run(model=model, tokens=30 * 1024, parallelism="fsdp", checkpoint_interval=10)
     full = torchrun(config, tmp_path / "full", tmp_path)
     shards = sorted(p.name for p in (tmp_path / "full" / "checkpoint").glob("*.distcp"))
     assert shards == ["__0_0.distcp", "__1_0.distcp"]

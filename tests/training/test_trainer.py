@@ -254,3 +254,30 @@ def test_evaluation_pads_a_short_last_batch_without_touching_the_windows(tmp_pat
     )
     assert padded["status"] == exact["status"] == "done", padded.get("error")
     assert padded["final_eval_loss"] == pytest.approx(exact["final_eval_loss"], rel=1e-5)
+
+
+@pytest.mark.slow
+def test_the_trainer_steps_each_mup_group_at_its_own_scale(tmp_path):
+    """The schedule multiplies each group's lr_scale (µP's 1/m on hidden matrices) after
+    Accelerate has prepared the optimizer, at every step."""
+    from scaling.model.parametrization import kind_of
+    from scaling.rundir import RunDir
+    from scaling.training.parallel import setup
+    from scaling.training.trainer import Trainer
+
+    model = {"parametrization": "mup", "base_width": 16}  # tiny_run's width is 64: m = 4
+    config = tiny_run(model=model, tokens=3 * 1024, eval_interval=0, warmup_steps=0)
+    trainer = Trainer(config, RunDir(tmp_path), setup(config.train), progress=False)
+    trainer.run()
+    last_lr = read_metrics(tmp_path)[-1]["lr"]
+    names = {id(p): n for n, p in trainer.model.named_parameters()}
+    seen = set()
+    for group in trainer.optimizer.param_groups:
+        for param in group["params"]:
+            name = names[id(param)]
+            hidden = kind_of(name) == "hidden"
+            seen.add(hidden)
+            assert group["lr"] == pytest.approx(last_lr / 4 if hidden else last_lr), name
+            in_block = kind_of(name) != "other"
+            assert group["eps"] == pytest.approx(config.train.eps / (4 if in_block else 1))
+    assert seen == {True, False}
