@@ -43,6 +43,11 @@ BENCHMARKS = {
         "Peak memory of scaling fit",
         [sys.executable, "benchmarks/fit_memory.py"],
     ),
+    # a quarter of an hour on 2 cores (56 short runs): run it with --only mup_transfer
+    "mup_transfer": (
+        "Learning-rate transfer across width: standard against µP",
+        [sys.executable, "benchmarks/mup_transfer.py"],
+    ),
     "demo": (
         "Wall time of `scaling demo`",
         [sys.executable, "-m", "scaling", "demo", "--no-progress"],

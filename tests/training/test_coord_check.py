@@ -98,3 +98,29 @@ def test_bad_input_is_one_line(tmp_path, args, message):
     assert done.returncode == 2
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and message in lines[0], lines
+
+
+@pytest.mark.slow  # trains, briefly
+def test_the_library_call_and_a_run_config(tmp_path):
+    """What the CLI builds on, in this process: a run's config.json gives the model to check
+    (its depth kept, the parametrization overridden), and the result's shape."""
+    import numpy as np
+
+    from scaling.cli.coord_check import _configs
+    from scaling.training.coord_check import at_width, coord_check
+
+    from .conftest import tiny_run
+
+    path = tmp_path / "config.json"
+    path.write_text(tiny_run(model={"n_layers": 3}).model_dump_json())
+    model, data, train = _configs(path, {"parametrization": "mup", "base_width": 32}, None, 1e-2)
+    assert (model.n_layers, model.parametrization, train.lr) == (3, "mup", 1e-2)
+    assert at_width(model, 128).n_heads == 8  # heads of 16, as in the config
+    tokens = np.arange(10_000) % 251
+    result = coord_check(model, train, tokens, [32, 64], steps=2, batch=2, seeds=1)
+    assert result.widths == [32, 64] and result.steps == 2
+    assert set(result.rms) == {"embedding", "logits"} | {
+        f"block{i}.{part}" for i in range(3) for part in ("attn", "ffn")
+    }
+    assert all(len(steps) == 2 and len(steps[0]) == 2 for steps in result.rms.values())
+    assert set(result.to_dict()["slopes"]) == set(result.rms)
