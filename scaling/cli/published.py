@@ -71,18 +71,25 @@ def published(
         return
     typer.echo(f"builtin:{record['name']}: {record['summary']} ({len(points)} points)")
     paper, extraction = record["paper"], record["extraction"]
-    typer.echo(f"figure: {record['figure']}")
+    if "figure" in record:
+        typer.echo(f"figure: {record['figure']}")
+    if "data" in record:
+        typer.echo(f"data: {record['data']}")
     typer.echo(f"paper: {paper['authors']}, {paper['title']}, arXiv:{paper['arxiv']}")
-    typer.echo(f"extracted by: {extraction['by']}, {extraction['paper']}")
+    by = extraction["by"] + (f", {extraction['paper']}" if "paper" in extraction else "")
+    typer.echo(f"extracted by: {by}")
     typer.echo(f"  {extraction['repository']} at {extraction['commit']}")
-    typer.echo(f"parameter axis: {record['params_axis']}")
+    typer.echo(f"  files: {extraction['files']}")
+    for key, label in (("params_axis", "parameter axis"), ("axes", "axes"), ("file", "file")):
+        if key in record:
+            typer.echo(f"{label}: {record[key]}")
     typer.echo(f"licence: {record['licence']}")
     typer.echo(f"use: {record['use']}")
     fit = record["published_fit"]
     typer.echo(
-        "published fit: "
-        + ", ".join(f"{k} = {fit[k]}" for k in ("E", "A", "B", "alpha", "beta", "a"))
+        "published fit: " + ", ".join(f"{k} = {v:.6g}" for k, v in fit.items() if k != "source")
     )
+    typer.echo(f"  ({fit['source']})")
     typer.echo("how it was read (scaling published NAME --json for everything):")
     for step in record["procedure"]:
         typer.echo(f"  - {step}")

@@ -1,16 +1,19 @@
 """Published points bundled with the package, each with where it comes from: what a lab fits
 before it trusts a tool with its own runs.
 
-``load(name)`` is a table of ``params``, ``tokens``, ``flops``, ``loss`` that
-``prepare_points`` takes; ``provenance(name)`` says which paper, which figure, who read it off
-and how; ``scaling fit builtin:NAME`` and ``scaling published`` reach them by name. This module
-imports nothing heavy, so a command line checks a name at once.
+``load(name)`` is a table of ``params``, ``tokens``, ``flops``, ``loss`` (and, where the
+dataset has them, ``budget``, ``unique_tokens``, ``run_id``) that ``prepare_points`` takes;
+``provenance(name)`` says which paper, which figure or file, who read it and how;
+``scaling fit builtin:NAME`` and ``scaling published`` reach them by name. Each dataset's files
+are read by one module of this package (``chinchilla``, ``llama3``, ``datablations``), which
+this one imports only when a dataset is loaded: it imports nothing heavy itself, so a command
+line checks a name at once.
 """
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
+from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -23,12 +26,17 @@ PREFIX = "builtin:"
 class Dataset:
     name: str
     summary: str
-    params_axis: str  # a key of scaling.published.chinchilla.PARAMS_AXES
+    module: str  # the module of scaling.published that reads this dataset's files
+    variant: str  # what that module's points() and provenance() take
+
+    def _reader(self) -> Any:
+        return import_module(f"scaling.published.{self.module}")
 
     def points(self) -> pd.DataFrame:
-        from scaling.published import chinchilla
+        return self._reader().points(self.variant)
 
-        return chinchilla.figure4_points(self.params_axis)
+    def provenance(self) -> dict[str, Any]:
+        return self._reader().provenance(self.variant)
 
 
 DATASETS = {
@@ -37,12 +45,32 @@ DATASETS = {
         Dataset(
             "chinchilla",
             "Hoffmann et al. (2022) Fig. 4, 245 runs as Epoch AI extracted and fitted them",
+            "chinchilla",
             "epoch-2024",
         ),
         Dataset(
             "chinchilla-corrected",
             "the same 245 runs, parameter axis corrected (models 2-9% larger)",
+            "chinchilla",
             "corrected",
+        ),
+        Dataset(
+            "llama3",
+            "Dubey et al. (2024) Fig. 2, 133 IsoFLOP runs (10 budgets, 6e18-1e22; N = C/6D)",
+            "llama3",
+            "figure2",
+        ),
+        Dataset(
+            "datablations",
+            "Muennighoff et al. (2023), the 182 runs of their data-constrained fit (Apache-2.0)",
+            "datablations",
+            "fit-182",
+        ),
+        Dataset(
+            "datablations-all",
+            "the same study's 296 finished runs, outliers included (Apache-2.0)",
+            "datablations",
+            "all-296",
         ),
     )
 }
@@ -77,10 +105,6 @@ def load(name: str) -> pd.DataFrame:
 
 
 def provenance(name: str) -> dict[str, Any]:
-    from scaling.published import chinchilla
-
+    """Paper, source, extraction, licence, procedure and the published fit of ``name``."""
     found = dataset(name)
-    record = json.loads((chinchilla.HERE / chinchilla.PROVENANCE).read_text())
-    (top, _), (bottom, _) = chinchilla.PARAMS_AXES[found.params_axis]
-    axis = f"100B at svg_y {top}, 100M at svg_y {bottom} ({found.params_axis})"
-    return {"name": found.name, "summary": found.summary, "params_axis": axis, **record}
+    return {"name": found.name, "summary": found.summary, **found.provenance()}

@@ -10,10 +10,13 @@ checks against Epoch AI's published numbers: ``chinchilla_figure4.json``.
 
 from __future__ import annotations
 
+import json
 from importlib.resources import files
+from typing import Any
 
-import numpy as np
 import pandas as pd
+
+from scaling.published.axes import log_axis
 
 HERE = files("scaling.published")
 MARKERS = "chinchilla_figure4_markers.csv"
@@ -30,12 +33,6 @@ PARAMS_AXES = {
 }
 LOSS_AXIS = ((26.872, 5.0), (332.671, 2.0))
 COLORBAR_TOP = 26.0  # SVG y of the colour bar image's first pixel row (one row per point)
-
-
-def log_axis(coordinate: np.ndarray, axis: tuple[tuple[float, float], ...]) -> np.ndarray:
-    """Values at SVG ``coordinate`` on the log axis through two ticks."""
-    (c0, v0), (c1, v1) = axis
-    return v0 * (v1 / v0) ** ((np.asarray(coordinate, dtype=float) - c0) / (c1 - c0))
 
 
 def loss_of_colour() -> pd.Series:
@@ -64,3 +61,16 @@ def figure4_points(params_axis: str = "epoch-2024") -> pd.DataFrame:
             "marker": markers["marker"],
         }
     )
+
+
+def points(params_axis: str) -> pd.DataFrame:
+    """The dataset's points (``scaling.published.load``): ``figure4_points``."""
+    return figure4_points(params_axis)
+
+
+def provenance(params_axis: str) -> dict[str, Any]:
+    """Where the points come from, with the parameter axis ``params_axis`` uses."""
+    record = json.loads((HERE / PROVENANCE).read_text())
+    (top, _), (bottom, _) = PARAMS_AXES[params_axis]
+    axis = f"100B at svg_y {top}, 100M at svg_y {bottom} ({params_axis})"
+    return {"params_axis": axis, **record}

@@ -90,5 +90,5 @@ def test_approach_3_on_the_240_points_lands_near_epoch_ais_published_fit():
 
 
 def test_an_unknown_name_is_one_line():
-    with pytest.raises(FitError, match="builtin:llama3: no such published dataset; bundled: "):
-        published.load("builtin:llama3")
+    with pytest.raises(FitError, match="builtin:llama4: no such published dataset; bundled: "):
+        published.load("builtin:llama4")
