@@ -3,7 +3,8 @@
 ``load(RUNS)``: one row per finished run (its plan.csv columns, then status, loss, tokens,
 flops, wall_s, error from result.json), and one more row per WSD cooldown branch recorded in
 result.json under ``branches`` (each {tokens, flops, eval_loss}), each with the sweep's ``size``
-(what its N counts, from sweep.toml). ``load_curves(RUNS)``: every
+(what its N counts, from sweep.toml) and its ``flop_formula`` (how its FLOPs were counted, from
+result.json). ``load_curves(RUNS)``: every
 metrics.jsonl line, for the laws that need loss curves. Files are read through
 ``scaling.rundir``, which names any that is missing or corrupt.
 
@@ -14,17 +15,16 @@ WSD branch points (Hägele et al., 2024) are trained to completion at a fraction
 parent's tokens, so they carry their own tokens and FLOPs, not the parent's. The rule by which
 one joins an IsoFLOP profile: its ``budget`` is the planned budget within
 ``BUDGET_TOLERANCE`` (in log10) of its own FLOPs, the same tolerance that groups points
-without a budget (``fitting.points.group_budgets``); otherwise its budget is empty (NaN), so it sits on no IsoFLOP profile (the
-sizes of a grid's runs were chosen around their own budget's optimum, and the branches of one
-budget at one fraction would form a profile off-centre) and serves the laws that use every
-point (parametric, Kaplan, data-constrained) only.
+without a budget (``fitting.points.group_budgets``); otherwise its budget is empty (NaN), so it
+sits on no IsoFLOP profile (the sizes of a grid's runs were chosen around their own budget's
+optimum, and the branches of one budget at one fraction would form a profile off-centre) and
+serves the laws that use every point (parametric, Kaplan, data-constrained) only.
 """
 
 from __future__ import annotations
 
 import math
 from pathlib import Path
-
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -54,7 +54,10 @@ def load(runs: str | Path, include_pending: bool = False) -> pd.DataFrame:
 
     directory = RunsDir(Path(runs))
     plan = directory.read_plan()
-    size = directory.read_sweep().get("sweep", {}).get("size", "total")
+    sweep = directory.read_sweep().get("sweep", {})
+    # how the sweep counted: its points carry it to the laws (``fitting.compute``)
+    size = sweep.get("size", "total")
+    formula = sweep.get("flop_formula")  # a result.json that does not say its own
     budgets = sorted(plan.loc[plan["kind"] != "fixed", "budget"].unique()) if "kind" in plan else []
     rows = []
     for planned in plan.to_dict(orient="records"):
@@ -76,7 +79,7 @@ def load(runs: str | Path, include_pending: bool = False) -> pd.DataFrame:
             "final_train_loss": result.get("final_train_loss"),
             "tokens": result.get("tokens", planned.get("tokens")),
             "flops": result.get("flops", planned.get("flops")),
-            "flop_formula": result.get("flop_formula", planned.get("flop_formula")),
+            "flop_formula": result.get("flop_formula", planned.get("flop_formula", formula)),
             "wall_s": result.get("wall_s"),
             "unique_tokens": result.get("unique_tokens"),
             "epochs": result.get("epochs"),

@@ -2,7 +2,7 @@
 it answers, and its fit file.
 
 A law is an estimator in the manner of scikit-learn. Its parameters are the keyword arguments
-of its constructor (``ParametricLaw(loss="l2", bootstrap_samples=200)``), each annotated with
+of its constructor (``ParametricLaw(objective="l2", bootstrap_samples=200)``), each annotated with
 what it means; ``get_params`` reads them from the signature and ``fit`` never changes them.
 ``fit(data)`` sets the fitted attributes, each ending in ``_`` (``params_``, ``intervals_``,
 ``samples_``, ``resamples_``, ``compute_``, ``objective_``, ``details_``, ``n_points_``,
@@ -91,6 +91,11 @@ class Law:
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
+        # A parameter lives in the attribute of its name (``get_params``): one named as a
+        # method (``loss``, ``optimum``) would hide the question behind a string.
+        for name in inspect.signature(cls.__init__).parameters:
+            if callable(getattr(cls, name, None)):
+                raise TypeError(f"{cls.__name__}: parameter {name!r} hides the method {name}()")
         if cls.law:
             LAWS[cls.law] = cls
 
@@ -378,5 +383,3 @@ class Law:
         """A law from a fit file (path) or from the JSON text itself."""
         data, label = fitfile.read(source)
         return cls.from_dict(data, label)
-
-

@@ -1,6 +1,6 @@
-"""The ground of the fitting package: its error and the checks of its inputs. Imports nothing
-of the project but ``scaling.config`` (``ConfigError``), so every module above it, and any
-module below ``fitting``, can raise and check without importing a law."""
+"""The ground of the fitting package: its error (``scaling.errors.FitError``) and the checks of
+its inputs. Imports nothing of the project but ``scaling.errors``, so every module of the
+package can raise and check without importing a law."""
 
 from __future__ import annotations
 
@@ -10,11 +10,9 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike
 
-from scaling.config import ConfigError
+from scaling.errors import FitError
 
-
-class FitError(ConfigError):
-    """A fit that cannot be made from these points, or a question a law cannot answer."""
+__all__ = ["FitError", "all_equal", "coverage", "finite_number", "one_of", "positive"]
 
 
 # Values this close (relative to their size) are equal but for round-off: a fit through them

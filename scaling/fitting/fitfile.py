@@ -12,6 +12,8 @@ counted compute: ``fitting.compute``), ``objective``, ``details``, ``n_points``,
 - format 2 held the resolved ``flops_per_param_token`` among the options: it becomes the
   constant k of ``compute``; the resamples were recorded in ``details`` only when some could
   not be fitted; Kaplan's N was ``details["N"]``.
+  Two parameters had the names of questions (``RENAMED``): the objective was ``loss``, the
+  IsoFLOP law's ``budget_optimum`` was ``optimum``.
 - format 1 (no ``format`` key) also named ``bootstrap_samples`` ``bootstrap``.
 
 This module does not import the laws: it reads into the class the registry names.
@@ -30,6 +32,9 @@ from scaling.fitting.compute import Compute
 from scaling.fitting.errors import FitError, finite_number
 
 FORMAT = 3
+# Parameters of formats 1 and 2 renamed in 3: their names were those of questions the law
+# answers as methods (``law.loss(...)``, ``law.optimum(...)``).
+RENAMED = {"loss": "objective", "optimum": "budget_optimum"}
 MAX_NESTING = 64  # a fit file nests 6 levels (details, a budget's row, its intervals)
 _JSON_TOKENS = re.compile(r'"(?:[^"\\]|\\.)*"|[\[\]{}]')
 _COLON = re.compile(r"\s*:")
@@ -91,9 +96,7 @@ def law_from(data: Any, source: str, registry: dict[str, type], expected: type):
     name = data.get("law", "")
     law_cls = registry.get(name) if isinstance(name, str) else None
     if law_cls is None:
-        raise FitError(
-            f"{source}: unknown law {name!r}; known: {', '.join(sorted(registry))}"
-        )
+        raise FitError(f"{source}: unknown law {name!r}; known: {', '.join(sorted(registry))}")
     if not issubclass(law_cls, expected):
         raise FitError(f"{source}: holds a {name} law, not a {expected.law or expected.__name__}")
     version = data.get("format", 1)
@@ -106,6 +109,10 @@ def law_from(data: Any, source: str, registry: dict[str, type], expected: type):
     options = dict(options)
     if version == 1 and "bootstrap" in options:
         options["bootstrap_samples"] = options.pop("bootstrap")
+    if version < 3:  # parameters renamed where they met a question's name (``law.loss()``)
+        for old, new in RENAMED.items():
+            if old in options:
+                options[new] = options.pop(old)
     details = dict(_read_field(data, "details", dict, {}, source, "an object"))
     compute = _read_compute(data, options, details, version, law_cls, source)
     parameters = _read_options(options, law_cls, source)
@@ -268,7 +275,9 @@ def _read_options(options: dict, law_cls, source: str) -> dict[str, Any]:
 def _option_problem(value: Any, default: Any) -> str | None:
     """What ``value`` must be instead, for a parameter whose default is ``default``; or None."""
     if default is None:  # the one such parameter is an object (the data-constrained base)
-        return None if value is None or isinstance(value, dict) else "an object of parameters or null"
+        return (
+            None if value is None or isinstance(value, dict) else "an object of parameters or null"
+        )
     if isinstance(default, bool):
         return None if isinstance(value, bool) else "true or false"
     if isinstance(default, int):

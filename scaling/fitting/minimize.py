@@ -7,9 +7,7 @@ Hoffmann et al. and every replication since find the global optimum.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
-
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 

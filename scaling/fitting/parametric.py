@@ -40,11 +40,9 @@ class ParametricLaw(Law):
     def __init__(
         self,
         *,
-        loss: Annotated[str, "The objective on log loss: huber, l2 or l1."] = "huber",
+        objective: Annotated[str, "The objective on log loss: huber, l2 or l1."] = "huber",
         delta: Annotated[float, "Huber's delta (log loss)."] = HUBER_DELTA,
-        pinned: Annotated[
-            dict[str, float] | None, "Parameters held fixed, e.g. E=1.69."
-        ] = None,
+        pinned: Annotated[dict[str, float] | None, "Parameters held fixed, e.g. E=1.69."] = None,
         bounds: Annotated[
             dict[str, tuple[float | None, float | None]] | None,
             "(low, high) of a parameter in natural units, e.g. alpha=0:0.5.",
@@ -56,7 +54,7 @@ class ParametricLaw(Law):
         tie_exponents: Annotated[bool, "One exponent: alpha = beta."] = False,
         **common: Any,
     ):
-        self.loss = loss
+        self.objective = objective  # not ``loss``: that is the question the law answers
         self.delta = delta
         self.pinned = pinned
         self.bounds = bounds
@@ -67,14 +65,14 @@ class ParametricLaw(Law):
 
     def _check(self) -> None:
         super()._check()
-        one_of("loss", self.loss, LOSSES)
+        one_of("objective", self.objective, LOSSES)
         one_of("starts", self.starts, STARTS)
         chinchilla.check_pinned(self.pinned)
 
     def problem(self, frame) -> chinchilla.Problem:
         """The Chinchilla problem on ``frame`` with this law's objective, pins and bounds."""
         return chinchilla.Problem(
-            frame, self.loss, self.delta, self.pinned, self.bounds, self.tie_exponents
+            frame, self.objective, self.delta, self.pinned, self.bounds, self.tie_exponents
         )
 
     def allocation_exponents(self) -> dict[str, Any]:

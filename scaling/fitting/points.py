@@ -42,7 +42,11 @@ CANONICAL = (
     "batch_tokens",
 )
 EXCLUDED_STATUSES = ("failed", "diverged")
-SIZE_COLUMNS = {"total": "params", "non_embedding": "params_nonembedding", "active": "params_active"}
+SIZE_COLUMNS = {
+    "total": "params",
+    "non_embedding": "params_nonembedding",
+    "active": "params_active",
+}
 UNITS = ("points", "runs", "budgets")
 
 
@@ -93,7 +97,9 @@ class Points:
 
     def subset(self, frame: pd.DataFrame, source: str | None = None) -> Points:
         """Other points of the same sweep (a backtest's, a law's single-epoch points)."""
-        return Points(frame.reset_index(drop=True), [], source or self.source, self.formula, self.size)
+        return Points(
+            frame.reset_index(drop=True), [], source or self.source, self.formula, self.size
+        )
 
     def resample(self, unit: str, rng: np.random.Generator) -> Points:
         """A bootstrap sample: rows, or whole runs or budgets, drawn with replacement. It
@@ -104,7 +110,9 @@ class Points:
         else:
             column = {"runs": "run_id", "budgets": "budget"}.get(unit)
             if column is None:
-                raise FitError(f"must be one of {', '.join(UNITS)}", param="bootstrap_unit", value=unit)
+                raise FitError(
+                    f"must be one of {', '.join(UNITS)}", param="bootstrap_unit", value=unit
+                )
             if column not in frame:
                 raise FitError(
                     f"the points have no {column!r} column", param="bootstrap_unit", value=unit

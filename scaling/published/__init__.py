@@ -13,6 +13,8 @@ import json
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from scaling.errors import FitError  # the ground's: no import back up into scaling.fitting
+
 if TYPE_CHECKING:
     import pandas as pd
 
@@ -66,8 +68,6 @@ def dataset(name: str) -> Dataset:
     """The dataset called ``name`` (with or without ``builtin:``); ``FitError`` if unknown."""
     message = unknown(name)
     if message:
-        from scaling.fitting.base import FitError
-
         raise FitError(message)
     return DATASETS[name.removeprefix(PREFIX)]
 
