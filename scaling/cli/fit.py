@@ -104,16 +104,17 @@ RENAMED_FLAGS = {
 LIST_FORMS = {"pinned": "NAME=NUMBER", "bounds": "NAME=LOW:HIGH"}  # dicts given flag by flag
 
 
-def law_parameters() -> dict[str, tuple[inspect.Parameter, list[str]]]:
-    """Every law's parameters by name (the common ones first), with the laws that take each."""
+def law_parameters() -> dict[str, tuple[inspect.Parameter, dict[str, Any]]]:
+    """Every law's parameters by name (the common ones first), with the laws that take each
+    and their defaults."""
     from scaling.fitting.api import LAW_NAMES
 
-    found: dict[str, tuple[inspect.Parameter, list[str]]] = {}
+    found: dict[str, tuple[inspect.Parameter, dict[str, Any]]] = {}
     for name in LAW_NAMES:
         signature = LAWS[name].signature()
         common = [p for p in signature if p in LAWS["kaplan"].signature()]
         for key in common + [p for p in signature if p not in common]:
-            found.setdefault(key, (signature[key], []))[1].append(name)
+            found.setdefault(key, (signature[key], {}))[1][name] = signature[key].default
     return found
 
 
@@ -121,7 +122,7 @@ def flag(name: str) -> str:
     return RENAMED_FLAGS.get(name, "--" + name.replace("_", "-"))
 
 
-def _cli_option(name: str, param: inspect.Parameter, laws: list[str]) -> inspect.Parameter:
+def _cli_option(name: str, param: inspect.Parameter, laws: dict[str, Any]) -> inspect.Parameter:
     """The typer option of one law parameter: its type (a dict as repeated NAME=VALUE flags;
     the data-constrained base as a fit file), its meaning, the laws that take it and their
     default. Its default is None: not given, so the law keeps its own."""
@@ -134,6 +135,7 @@ def _cli_option(name: str, param: inspect.Parameter, laws: list[str]) -> inspect
         kind = next(k for k in typing.get_args(kind) if k is not type(None))
     said = [", ".join(laws)] if len(laws) < len(LAWS) else []
     said += [] if param.default is None else [f"default {param.default}"]
+    said += [f"{law}: {default}" for law, default in laws.items() if default != param.default]
     names = [flag(name)]
     if kind is bool:  # a switch, as --tie-exponents always was
         names = [f"{flag(name)}/--no-{flag(name)[2:]}"]

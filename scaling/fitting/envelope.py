@@ -34,7 +34,9 @@ class EnvelopeLaw(AllocationLaw):
         n_grid: Annotated[
             int, "Envelope: the log-spaced FLOP values it takes the best run at."
         ] = 20,
-        bootstrap_unit: Annotated[str, "What a bootstrap resample draws: runs (curves)."] = "runs",
+        bootstrap_unit: Annotated[
+            str, "What a bootstrap resample draws: points, runs or budgets; curves by runs."
+        ] = "runs",
         **common: Any,
     ):
         self.n_grid = n_grid
