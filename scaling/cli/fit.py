@@ -1,24 +1,22 @@
 """`scaling fit` and `scaling predict`.
 
-The options of `scaling fit` that set a law are the laws' own parameters: each is read from
-its law's constructor (``Law.signature``: name, type, default and what it means), so a law's
-new parameter is a new flag with no edit here. A flag left out leaves the law's default; one
-given that the chosen law does not take is refused (``--law all``: each law takes its own).
+The options of `scaling fit` that set a law are the laws' own parameters, read from their
+constructors (``cli.law_options``): a law's new parameter is a new flag with no edit here. A
+flag left out leaves the law's default; one given that the chosen law does not take is
+refused (``--law all``: each law takes its own).
 """
 
 from __future__ import annotations
 
-import inspect
 import json
-import typing
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
 from scaling.cli import JsonOption, app, errors, fail
-from scaling.fitting.base import LAWS  # numpy only: pandas and scipy load when a law fits
-from scaling.fitting.envelope import EnvelopeLaw  # noqa: F401  (every law registered, light)
+from scaling.cli.law_options import bound, flag, law_parameters, parse_pairs, with_law_options
+from scaling.results import BUDGET_TOLERANCE
 
 
 def _law_table(outcome) -> None:
@@ -91,63 +89,6 @@ def _law_table(outcome) -> None:
         console.print(f"backtest: {json.dumps(outcome.backtest, default=str)}")
 
 
-# The flags whose names are not their parameter's (``--loss`` for ``objective``: a law's
-# ``loss`` is the question it answers; the others are the names users have typed).
-RENAMED_FLAGS = {
-    "bootstrap_samples": "--bootstrap",
-    "objective": "--loss",
-    "pinned": "--pin",
-    "bounds": "--bound",
-    "budget_optimum": "--optimum",
-    "metric": "--metric-col",
-}
-LIST_FORMS = {"pinned": "NAME=NUMBER", "bounds": "NAME=LOW:HIGH"}  # dicts given flag by flag
-
-
-def law_parameters() -> dict[str, tuple[inspect.Parameter, dict[str, Any]]]:
-    """Every law's parameters by name (the common ones first), with the laws that take each
-    and their defaults."""
-    from scaling.fitting.api import LAW_NAMES
-
-    found: dict[str, tuple[inspect.Parameter, dict[str, Any]]] = {}
-    for name in LAW_NAMES:
-        signature = LAWS[name].signature()
-        common = [p for p in signature if p in LAWS["kaplan"].signature()]
-        for key in common + [p for p in signature if p not in common]:
-            found.setdefault(key, (signature[key], {}))[1][name] = signature[key].default
-    return found
-
-
-def flag(name: str) -> str:
-    return RENAMED_FLAGS.get(name, "--" + name.replace("_", "-"))
-
-
-def _cli_option(name: str, param: inspect.Parameter, laws: dict[str, Any]) -> inspect.Parameter:
-    """The typer option of one law parameter: its type (a dict as repeated NAME=VALUE flags;
-    the data-constrained base as a fit file), its meaning, the laws that take it and their
-    default. Its default is None: not given, so the law keeps its own."""
-    kind, meaning = typing.get_args(param.annotation)[:2]
-    if name == "base":
-        kind, meaning = Path, "Data-constrained: the base law, a parametric fit file."
-    elif name in LIST_FORMS:
-        kind, meaning = list[str], f"{meaning} Repeatable."
-    elif typing.get_origin(kind) in (typing.Union, type(int | None)):
-        kind = next(k for k in typing.get_args(kind) if k is not type(None))
-    said = [", ".join(laws)] if len(laws) < len(LAWS) else []
-    said += [] if param.default is None else [f"default {param.default}"]
-    said += [f"{law}: {default}" for law, default in laws.items() if default != param.default]
-    names = [flag(name)]
-    if kind is bool:  # a switch, as --tie-exponents always was
-        names = [f"{flag(name)}/--no-{flag(name)[2:]}"]
-    option = typer.Option(
-        *names,
-        help=f"{meaning} ({'; '.join(said)})" if said else meaning,
-        metavar=LIST_FORMS.get(name),
-    )
-    annotation = Annotated[kind | None, option]
-    return param.replace(kind=param.KEYWORD_ONLY, default=None, annotation=annotation)
-
-
 def _fit(
     source: Annotated[
         Path,
@@ -189,7 +130,7 @@ def _fit(
     ] = "batch_tokens",
     budget_tolerance: Annotated[
         float, typer.Option(help="Group points without a budget when log10 FLOPs differ by less.")
-    ] = 0.05,
+    ] = BUDGET_TOLERANCE,
     flops_per_param_token: Annotated[
         float,
         typer.Option(
@@ -234,9 +175,9 @@ def _fit(
     given = {name: value for name, value in law_options.items() if value is not None}
     with errors(FIT_FLAGS):
         if "pinned" in given:
-            given["pinned"] = _parse_pairs(given["pinned"], "pinned", "E=1.69", float)
+            given["pinned"] = parse_pairs(given["pinned"], "pinned", "E=1.69", float)
         if "bounds" in given:
-            given["bounds"] = _parse_pairs(given["bounds"], "bounds", "alpha=0:0.5", _bound)
+            given["bounds"] = parse_pairs(given["bounds"], "bounds", "alpha=0:0.5", bound)
         if base is not None:
             given["base"] = _base_params(base)
         table, runs = load_source(source)
@@ -281,30 +222,6 @@ def _fit(
             typer.echo(f"wrote {outcome.path}")
 
 
-def _bound(text: str) -> tuple[float | None, float | None]:
-    low, sep, high = text.partition(":")
-    if not sep:
-        raise ValueError(text)
-    return (float(low) if low.strip() else None, float(high) if high.strip() else None)
-
-
-def _parse_pairs(items: list[str], name: str, example: str, value) -> dict[str, Any]:
-    """The repeated NAME=VALUE flags of parameter ``name`` as a dict, each value read by
-    ``value``."""
-    out = {}
-    for item in items:
-        key, sep, text = item.partition("=")
-        try:
-            if not sep:
-                raise ValueError(item)
-            out[key.strip()] = value(text)
-        except ValueError:
-            raise fail(
-                f"{flag(name)} {item!r}: expected {LIST_FORMS[name]}, e.g. {flag(name)} {example}"
-            ) from None
-    return out
-
-
 def _base_params(path: Path) -> dict[str, float]:
     from scaling.fitting import Law
 
@@ -314,14 +231,8 @@ def _base_params(path: Path) -> dict[str, float]:
     return law.params_
 
 
-LAW_OPTIONS = [_cli_option(n, p, laws) for n, (p, laws) in law_parameters().items()]
 # typer reads a command's options from its signature: the fixed ones, the laws' after --law
-_fixed = [
-    p.replace(kind=p.KEYWORD_ONLY)
-    for p in inspect.signature(_fit, eval_str=True).parameters.values()
-    if p.kind is not p.VAR_KEYWORD
-]
-_fit.__signature__ = inspect.Signature(_fixed[:2] + LAW_OPTIONS + _fixed[2:])  # type: ignore[attr-defined]
+_fit.__signature__ = with_law_options(_fit, after=2)  # type: ignore[attr-defined]
 fit = app.command("fit")(_fit)
 
 FIT_FLAGS = {

@@ -41,7 +41,7 @@ def parabola_vertex(
         return None, None, f"{len(np.unique(x))} distinct sizes (a parabola needs 3)"
     if all_equal(y):
         return None, None, "its losses are all equal (no minimum to find)"
-    c2, c1, c0 = np.polyfit(x, y, 2)
+    c2, c1, c0 = parabola(x, y)
     if c2 <= 0:
         return None, None, "the profile has no minimum (parabola opens downwards)"
     vertex = -c1 / (2 * c2)

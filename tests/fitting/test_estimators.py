@@ -242,7 +242,7 @@ def test_fit_options_come_from_the_laws_signatures():
     from typer.testing import CliRunner
 
     from scaling.cli import app
-    from scaling.cli.fit import flag
+    from scaling.cli.law_options import flag
 
     result = CliRunner().invoke(app, ["fit", "--help"], env={"COLUMNS": "200"})
     assert result.exit_code == 0, result.output
