@@ -47,12 +47,7 @@ class KaplanLaw(Law):
 
     def _data(self, data) -> Points:
         """The points with N counted as Kaplan counts it, where they carry that count."""
-        points = as_points(data)
-        frame = points.frame
-        if "params_nonembedding" not in frame:
-            return points
-        frame = frame.assign(params=frame["params_nonembedding"].astype(float))
-        return Points(frame, points.excluded, points.source, points.formula, "non_embedding")
+        return as_points(data).sized_by("non_embedding")
 
     def _fit(self, points) -> Fit:
         frame = points.frame

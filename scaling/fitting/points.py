@@ -79,7 +79,7 @@ class Points:
     def __len__(self) -> int:
         return len(self.frame)
 
-    @property
+    @cached_property
     def digest(self) -> str:
         """Order-independent hash of the points used."""
         return _digest(self.frame)
@@ -89,6 +89,18 @@ class Points:
         """How these points' compute was counted: C = k(N)·N·D (``fitting.compute``)."""
         f = self.frame
         return Compute.of(f["params"], f["tokens"], f["flops"], self.formula, self.size)
+
+    def sized_by(self, size: str) -> Points:
+        """The same points with N counted as ``size`` (Kaplan's non-embedding N); unchanged
+        where they do not carry that count. They keep their digest: laws fitted on them were
+        fitted on the same points, and their bootstrap samples pair."""
+        column = SIZE_COLUMNS[size]
+        if size == self.size or column not in self.frame:
+            return self
+        frame = self.frame.assign(params=self.frame[column].astype(float))
+        sized = Points(frame, self.excluded, self.source, self.formula, size)
+        sized.__dict__["digest"] = self.digest  # the cached property, set: see above
+        return sized
 
     def column(self, name: str) -> np.ndarray:
         if name not in self.frame:

@@ -278,3 +278,21 @@ def test_a_cli_parameter_reaches_the_law_unchanged(tmp_path):
     }
     direct = fit_law("parametric", prepare_points(isoflop_points(noise=0.005)), **law.get_params())
     assert direct.params_ == pytest.approx(law.params_, rel=1e-12)
+
+
+def test_kaplan_on_its_own_n_still_pairs_with_a_law_on_the_same_points():
+    """Kaplan's N is non-embedding: it is fitted on the points sized so, which are still the
+    same points (one digest), so its bootstrap samples pair with the parametric law's (the
+    demo's averaged interval; they did not when the digest followed the N)."""
+    from scaling.fitting.averaging import shared_resamples
+
+    from .conftest import isoflop_points
+
+    frame = isoflop_points(noise=0.005)
+    frame["params_nonembedding"] = frame["params"] * 0.9
+    points = prepare_points(frame)
+    kaplan = fit_law("kaplan", points, bootstrap_samples=3)
+    parametric = fit_law("parametric", points, bootstrap_samples=3, keep=8)
+    assert kaplan.compute_.size == "non_embedding" and parametric.compute_.size == "total"
+    assert kaplan.points_digest_ == parametric.points_digest_ == points.digest
+    assert shared_resamples([kaplan, parametric]) == [0, 1, 2]
