@@ -16,6 +16,7 @@ import typer
 
 from scaling.cli import JsonOption, app, errors, fail
 from scaling.cli.law_options import bound, flag, law_parameters, parse_pairs, with_law_options
+from scaling.fitting.api import LAW_NAMES  # the laws, named once, in the order they print
 from scaling.results import BUDGET_TOLERANCE
 
 
@@ -97,13 +98,7 @@ def _fit(
             "scaling published lists them)."
         ),
     ],
-    law: Annotated[
-        str,
-        typer.Option(
-            help="parametric, isoflop, envelope, kaplan, "
-            "data-constrained, moe, hparams, downstream or all."
-        ),
-    ] = "parametric",
+    law: Annotated[str, typer.Option(help=f"{', '.join(LAW_NAMES)} or all.")] = "parametric",
     holdout: Annotated[
         str | None, typer.Option(help="Backtest: 'largest' (budget) or 'largest-params'.")
     ] = None,
@@ -158,7 +153,7 @@ def _fit(
     base = law_options.get("base")
     if base is not None and not base.is_file():
         raise fail(f"--base {base}: no such fit file")
-    from scaling.fitting.api import LAW_NAMES, fit_laws, load_source
+    from scaling.fitting.api import fit_laws, load_source
     from scaling.fitting.points import prepare_points
 
     columns = {

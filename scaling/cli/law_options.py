@@ -14,6 +14,7 @@ import typer
 
 from scaling.cli import fail
 from scaling.fitting import LAWS  # every law, light: pandas and scipy load when a law fits
+from scaling.fitting.api import LAW_NAMES
 
 # The flags whose names are not their parameter's (``--loss`` for ``objective``: a law's
 # ``loss`` is the question it answers; the others are the names users have typed).
@@ -31,8 +32,6 @@ LIST_FORMS = {"pinned": "NAME=NUMBER", "bounds": "NAME=LOW:HIGH"}  # dicts given
 def law_parameters() -> dict[str, tuple[inspect.Parameter, dict[str, Any]]]:
     """Every law's parameters by name (the common ones first), with the laws that take each
     and their defaults."""
-    from scaling.fitting.api import LAW_NAMES
-
     found: dict[str, tuple[inspect.Parameter, dict[str, Any]]] = {}
     for name in LAW_NAMES:
         signature = LAWS[name].signature()

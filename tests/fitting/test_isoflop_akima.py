@@ -196,7 +196,8 @@ def test_cli_fits_akima_and_predict_reads_the_file_in_a_fresh_process(tmp_path):
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
     report = json.loads(done.stdout)
-    assert report["options"]["optimum"] == "akima" and report["options"]["seed_noise"] == 0.001
+    assert report["options"]["budget_optimum"] == "akima"  # --optimum: its parameter renamed
+    assert report["options"]["seed_noise"] == 0.001
     assert report["a"] == pytest.approx(TRUE_A, abs=0.01)
     assert "seed_noise_intervals" in report["details"]
     done = scaling("predict", "--fit", out, "--compute", "1e22", "--json")
