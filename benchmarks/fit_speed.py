@@ -23,7 +23,8 @@ import pandas as pd
 from scipy.optimize import minimize
 from scipy.special import logsumexp
 
-from scaling.fitting.parametric import chinchilla_starts, fit_parametric
+from scaling.fitting.chinchilla import chinchilla_starts
+from scaling.fitting.parametric import fit_parametric
 
 TRUTH = {"E": 1.69, "A": 406.4, "B": 410.7, "alpha": 0.34, "beta": 0.28}
 
@@ -81,14 +82,14 @@ def main() -> None:
     fit_parametric(df, bootstrap_samples=args.bootstrap, seed=0)
     boot_s = time.perf_counter() - start - ours_s
 
-    objective_gap = (ours.objective - ref_objective) / ref_objective
-    param_gap = max(abs(ours.params[k] / ref_params[k] - 1) for k in ref_params)
+    objective_gap = (ours.objective_ - ref_objective) / ref_objective
+    param_gap = max(abs(ours.params_[k] / ref_params[k] - 1) for k in ref_params)
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores; {len(df)} points, 1% noise")
     print("| fit | objective | E | A | B | alpha | beta | seconds |")
     print("|---|---|---|---|---|---|---|---|")
     for name, params, objective, seconds in [
         ("plain loop: 4500 x L-BFGS-B, finite differences", ref_params, ref_objective, ref_s),
-        ("scaling fit_parametric", ours.params, ours.objective, ours_s),
+        ("scaling fit_parametric", ours.params_, ours.objective_, ours_s),
     ]:
         values = " | ".join(f"{params[k]:.6g}" for k in ("E", "A", "B", "alpha", "beta"))
         print(f"| {name} | {objective:.10g} | {values} | {seconds:.2f} |")

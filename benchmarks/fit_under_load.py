@@ -41,7 +41,7 @@ def burners(n: int) -> list[subprocess.Popen]:
 def measure(df, bootstrap: int) -> dict[str, float]:
     full, law = timed(lambda: fit_parametric(df))
     boot, booted = timed(lambda: fit_parametric(df, bootstrap_samples=bootstrap, seed=0))
-    return {"full": full, "bootstrap": boot, "alpha": law.params["alpha"], "law": booted}
+    return {"full": full, "bootstrap": boot, "alpha": law.params_["alpha"], "law": booted}
 
 
 def main() -> None:
@@ -65,7 +65,7 @@ def main() -> None:
             for process in load:
                 process.kill()
                 process.wait()
-        same = idle["law"].params == busy["law"].params
+        same = idle["law"].params_ == busy["law"].params_
         rows.append((label, n_boot, idle, busy, same))
     print(f"machine: {platform.machine()}, {cores} cores, {cores} competing processes when busy")
     print("| BLAS in the fits | fit idle / busy | fit + bootstrap idle / busy | busy/idle | same |")

@@ -40,7 +40,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from scaling.fitting.base import FitError
+from scaling.fitting.errors import FitError
 from scaling.fitting.isoflop import IsoFLOPLaw
 
 
@@ -87,7 +87,7 @@ def synthetic(seeds: int) -> None:
         for seed in range(seeds if noise else 1):
             points = ladder(half, drift, noise, seed)
             for m in ESTIMATORS:
-                errors[m].append(IsoFLOPLaw(optimum=m).fit(points).params["a"] - TRUE_A)
+                errors[m].append(IsoFLOPLaw(budget_optimum=m).fit(points).params_["a"] - TRUE_A)
         row = {"±half": half, "drift": drift, "σ": noise, "sizes/budget": len(points) // 7}
         for m, e in errors.items():
             row[f"{m} mean"] = f"{np.mean(e):+.4f}"
@@ -132,7 +132,7 @@ def main() -> None:
     rows = []
     for (name, config), group in points.groupby(["file", "config"], sort=False):
         noise = porian_noise(config)
-        law = fit(group, optimum="akima", seed_noise=noise)
+        law = fit(group, budget_optimum="akima", seed_noise=noise)
         ours = pd.DataFrame(law.details["budgets"]).set_index("budget")
         theirs = optima[(optima["file"] == name) & (optima["config"] == config)]
         theirs = theirs.set_index("flops")
@@ -143,12 +143,12 @@ def main() -> None:
         grid = (ours["grid_params"][both] / theirs["grid_argmin_n"][both] - 1).abs().max()
         median = (ours["params"][both] / theirs["n_star_median"][both] - 1).abs().max()
         seeds = [
-            fit(group, optimum="akima", seed_noise=noise, seed=s).params["a"]
+            fit(group, budget_optimum="akima", seed_noise=noise, seed=s).params_["a"]
             for s in range(1, args.seeds)
-        ] + [law.params["a"]]
+        ] + [law.params_["a"]]
         published = fits[(fits["file"] == name) & (fits["config"] == config)].iloc[0]
         interval = law.details["seed_noise_intervals"]["a"]
-        others = {m: fit(group, optimum=m) for m in ("bootstrap", "parabola")}
+        others = {m: fit(group, budget_optimum=m) for m in ("bootstrap", "parabola")}
         rows.append(
             {
                 "config": config,
@@ -157,15 +157,15 @@ def main() -> None:
                 "same budgets": bool((used == kept).all()),
                 "grid N* dev": f"{grid:.1e}",
                 "median N* dev": f"{median:.2%}",
-                "a": f"{law.params['a']:.4f}",
+                "a": f"{law.params_['a']:.4f}",
                 "a published": f"{published['a']:.4f}",
-                "Δa": f"{law.params['a'] - published['a']:+.4f}",
+                "Δa": f"{law.params_['a'] - published['a']:+.4f}",
                 f"a over {args.seeds} seeds": f"{min(seeds):.4f}-{max(seeds):.4f}",
                 "interval": f"[{interval[0]:.3f}, {interval[1]:.3f}]",
                 "published": f"[{published['a_lo']:.3f}, {published['a_hi']:.3f}]",
-                "Δb": f"{law.params['b'] - published['b']:+.4f}",
+                "Δb": f"{law.params_['b'] - published['b']:+.4f}",
                 **{
-                    f"Δa {m}": f"{o.params['a'] - published['a']:+.4f}" if o else "no fit"
+                    f"Δa {m}": f"{o.params_['a'] - published['a']:+.4f}" if o else "no fit"
                     for m, o in others.items()
                 },
             }

@@ -19,27 +19,11 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from scaling.errors import ConfigError  # the ground's, named here where configs raise it
+
 Activation = Literal["relu", "gelu", "swiglu"]
 Norm = Literal["layernorm", "rmsnorm"]
 Position = Literal["rope", "sinusoidal", "learned", "none"]
-
-
-class ConfigError(ValueError):
-    """A bad input, already phrased as one line for the user (file, field, what is allowed).
-
-    A bad value of a library parameter carries ``param`` and ``value``: the library says
-    ``loss='cauchy': must be ...`` in its own names, and the CLI's one error handler says
-    ``--loss 'cauchy': must be ...`` for the flag that set it (``phrased``)."""
-
-    def __init__(self, message: str, *, param: str | None = None, value: Any = None):
-        self.param, self.value, self.detail = param, value, message
-        super().__init__(f"{param}={value!r}: {message}" if param else message)
-
-    def phrased(self, flags: dict[str, str]) -> str:
-        """The message with the library's parameter name replaced by its CLI flag."""
-        if self.param is not None and self.param in flags:
-            return f"{flags[self.param]} {self.value!r}: {self.detail}"
-        return str(self)
 
 
 def round_up(value: float, multiple: int) -> int:

@@ -107,9 +107,9 @@ def earlier_fits(runs, points, options: dict[str, Any]) -> dict[str, Any]:
     same settings and toolkit version: a resumed demo does not fit them again."""
     import json
 
+    from scaling import __version__
     from scaling.fitting import FitError, Law
     from scaling.fitting.api import make_law
-    from scaling.fitting.base import toolkit_version
 
     found = {}
     for name in LAWS:
@@ -117,14 +117,14 @@ def earlier_fits(runs, points, options: dict[str, Any]) -> dict[str, Any]:
             law = Law.from_json(runs.fit_path(name))
         except FitError:  # none yet, or unreadable: fitted again
             continue
-        wanted = json.loads(json.dumps(make_law(name, **options).settings))
+        # a fit never changes its parameters: the file's are those it was asked for
+        wanted = json.loads(json.dumps(make_law(name, **options).get_params()))
         if (
             law.law == name
-            and law.points_digest == points.digest
-            # a setting left None is resolved from the points (the FLOP formula): same points
-            and all(law.settings.get(k) == v for k, v in wanted.items() if v is not None)
-            and law.version == toolkit_version()
-            and "backtest" in law.details
+            and law.points_digest_ == points.digest
+            and json.loads(json.dumps(law.get_params())) == wanted
+            and law.version_ == __version__
+            and "backtest" in law.details_
         ):
             found[name] = law
     return found
@@ -209,17 +209,17 @@ def run_demo(
         )
     parametric = laws["parametric"]
     backtests = {
-        name: laws[name].details["backtest"]["loss_mean_abs_rel_error"]
+        name: laws[name].details_["backtest"]["loss_mean_abs_rel_error"]
         for name in LOSS_LAWS
-        if name in laws and "loss_mean_abs_rel_error" in laws[name].details.get("backtest", {})
+        if name in laws and "loss_mean_abs_rel_error" in laws[name].details_.get("backtest", {})
     }
     weights = backtest_weights(backtests) if backtests else {"parametric": 1.0}
     if "isoflop" in laws:
         iso = laws["isoflop"]
         iso_summary = {
-            "a": iso.params["a"],
-            "b": iso.params["b"],
-            "intervals": {k: iso.intervals.get(k) for k in ("a", "b")},
+            "a": iso.params_["a"],
+            "b": iso.params_["b"],
+            "intervals": {k: iso.intervals_.get(k) for k in ("a", "b")},
         }
     else:  # tiny budgets may have no interior minimum; the demo goes on without this law
         iso_summary = {"error": reasons["isoflop"]}
@@ -247,13 +247,13 @@ def run_demo(
     summary = {
         "fitted_budgets": sorted(points.frame["budget"].unique().tolist()),
         "parametric": {
-            "params": parametric.params,
-            "intervals": parametric.intervals,
+            "params": parametric.params_,
+            "intervals": parametric.intervals_,
             **parametric.allocation_exponents(),
         },
         "isoflop": iso_summary,
         "kaplan": (
-            {"params": laws["kaplan"].params, "intervals": laws["kaplan"].intervals}
+            {"params": laws["kaplan"].params_, "intervals": laws["kaplan"].intervals_}
             if "kaplan" in laws
             else {"error": reasons["kaplan"]}
         ),

@@ -101,9 +101,9 @@ def allocation(points: pd.DataFrame, laws: list[Law], target: float | None = Non
                 lw=1.2,
                 label=f"{law.law} fit",
             )
-            if law.samples:
+            if law.samples_:
                 draws = np.array(
-                    [[law.optimum(c, s)[key] for c in grid] for s in law.samples[:200]]
+                    [[law.optimum(c, s)[key] for c in grid] for s in law.samples_[:200]]
                 )
                 lo, hi = np.nanpercentile(draws, [2.5, 97.5], axis=0)
                 ax.fill_between(grid, lo, hi, color=colour, alpha=0.2, lw=0)
@@ -123,7 +123,7 @@ def allocation(points: pd.DataFrame, laws: list[Law], target: float | None = Non
 
 
 def _drawable(law: Law, points: pd.DataFrame) -> bool:
-    if not all(np.isfinite(v) for v in law.params.values()):
+    if not all(np.isfinite(v) for v in law.params_.values()):
         return False
     if "optimum" in law.answers:
         budgets = [points["budget"].min(), points["budget"].max()]
@@ -134,7 +134,7 @@ def _drawable(law: Law, points: pd.DataFrame) -> bool:
 
 def loss_curves(curves: pd.DataFrame) -> plt.Figure:
     """Every run's loss against compute, coloured by size, with the compute-optimal frontier."""
-    from scaling.fitting.isoflop import envelope_optima
+    from scaling.fitting.envelope import envelope_optima
 
     fig, ax = plt.subplots(figsize=(3.4, 2.6))
     sizes = np.log10(curves["params"].astype(float))

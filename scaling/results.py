@@ -2,7 +2,9 @@
 
 ``load(RUNS)``: one row per finished run (its plan.csv columns, then status, loss, tokens,
 flops, wall_s, error from result.json), and one more row per WSD cooldown branch recorded in
-result.json under ``branches`` (each {tokens, flops, eval_loss}). ``load_curves(RUNS)``: every
+result.json under ``branches`` (each {tokens, flops, eval_loss}), each with the sweep's ``size``
+(what its N counts, from sweep.toml) and its ``flop_formula`` (how its FLOPs were counted, from
+result.json). ``load_curves(RUNS)``: every
 metrics.jsonl line, for the laws that need loss curves. Files are read through
 ``scaling.rundir``, which names any that is missing or corrupt.
 
@@ -12,39 +14,50 @@ the sweep's own ``flop_formula`` (``6N``, ``chinchilla``, ``exact``), never re-d
 WSD branch points (Hägele et al., 2024) are trained to completion at a fraction of their
 parent's tokens, so they carry their own tokens and FLOPs, not the parent's. The rule by which
 one joins an IsoFLOP profile: its ``budget`` is the planned budget within
-``BRANCH_BUDGET_TOLERANCE`` (in log10) of its own FLOPs, the same tolerance that groups points
-without a budget; otherwise its budget is empty (NaN), so it sits on no IsoFLOP profile (the
-sizes of a grid's runs were chosen around their own budget's optimum, and the branches of one
-budget at one fraction would form a profile off-centre) and serves the laws that use every
-point (parametric, Kaplan, data-constrained) only.
+``BUDGET_TOLERANCE`` (in log10) of its own FLOPs, the same tolerance that groups points
+without a budget (``fitting.points.group_budgets``); otherwise its budget is empty (NaN), so it
+sits on no IsoFLOP profile (the sizes of a grid's runs were chosen around their own budget's
+optimum, and the branches of one budget at one fraction would form a profile off-centre) and
+serves the laws that use every point (parametric, Kaplan, data-constrained) only.
 """
 
 from __future__ import annotations
 
 import math
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
 
 from scaling.config import ConfigError
 from scaling.rundir import RunsDir
 
-BRANCH_BUDGET_TOLERANCE = 0.05  # log10 FLOPs; as fitting.points.group_budgets
+if TYPE_CHECKING:
+    import pandas as pd
+
+# Points whose FLOPs lie within this much (log10) of a budget are on its IsoFLOP profile: a
+# branch point joins its planned budget so, and points without a budget group so.
+BUDGET_TOLERANCE = 0.05
 
 
 def branch_budget(flops: float, budgets: list[float]) -> float:
     """The planned budget a branch point of ``flops`` joins, or NaN: none (see above)."""
     for budget in budgets:
-        if budget > 0 and abs(math.log10(flops / budget)) <= BRANCH_BUDGET_TOLERANCE:
+        if budget > 0 and abs(math.log10(flops / budget)) <= BUDGET_TOLERANCE:
             return float(budget)
     return math.nan
 
 
 def load(runs: str | Path, include_pending: bool = False) -> pd.DataFrame:
     """Final results of a runs directory, one row per run and per cooldown branch."""
+    import pandas as pd  # pandas loads when a table is read, not on import
+
     directory = RunsDir(Path(runs))
     plan = directory.read_plan()
+    sweep = directory.read_sweep().get("sweep", {})
+    # how the sweep counted: its points carry it to the laws (``fitting.compute``)
+    size = sweep.get("size", "total")
+    formula = sweep.get("flop_formula")  # a result.json that does not say its own
     budgets = sorted(plan.loc[plan["kind"] != "fixed", "budget"].unique()) if "kind" in plan else []
     rows = []
     for planned in plan.to_dict(orient="records"):
@@ -66,11 +79,12 @@ def load(runs: str | Path, include_pending: bool = False) -> pd.DataFrame:
             "final_train_loss": result.get("final_train_loss"),
             "tokens": result.get("tokens", planned.get("tokens")),
             "flops": result.get("flops", planned.get("flops")),
-            "flop_formula": result.get("flop_formula", planned.get("flop_formula")),
+            "flop_formula": result.get("flop_formula", planned.get("flop_formula", formula)),
             "wall_s": result.get("wall_s"),
             "unique_tokens": result.get("unique_tokens"),
             "epochs": result.get("epochs"),
             "error": result.get("error"),
+            "size": size,
         }
         rows.append({**base, "branch": "final"})
         for branch in result.get("branches", []):
@@ -92,6 +106,8 @@ def load(runs: str | Path, include_pending: bool = False) -> pd.DataFrame:
 def load_curves(runs: str | Path, loss: str = "train_loss") -> pd.DataFrame:
     """Every logged step of every run: run_id, params, step, tokens, flops, loss (``loss``:
     which metric, train_loss by default, eval_loss for the evaluated steps only)."""
+    import pandas as pd
+
     directory = RunsDir(Path(runs))
     plan = directory.read_plan().set_index("run_id")
     frames = []

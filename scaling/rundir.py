@@ -11,7 +11,7 @@ RUNS/runs/<run_id>/             one run (``RunDir``)
     claim.json                  who trains it now; the heartbeat is its mtime (launching)
     slurm_job.json              its Slurm job: id, and "cancelled" after a scancel (launching)
     train.log, export/          the child's output; the final weights
-RUNS/fits/<law>.json            fit files (fitting.base owns their format)
+RUNS/fits/<law>.json            fit files (fitting.fitfile owns their format)
 RUNS/figures/                   plots
 RUNS/summary.json, holdout/     what `scaling demo` adds
 ```

@@ -43,7 +43,7 @@ def test_tiny_demo_end_to_end(tmp_path, monkeypatch):
     frame = results.load(out)
     assert len(frame) >= 6 and set(frame["status"]) == {"done"}
     law = Law.from_json(out / "fits" / "parametric.json")
-    assert law.n_points == len(frame) and law.samples
+    assert law.n_points_ == len(frame) and law.samples_
     summary = json.loads((out / "summary.json").read_text())
     assert summary["measured_status"] == "done"
     assert summary["budget"] == pytest.approx(4 * max(summary["fitted_budgets"]))

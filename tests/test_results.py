@@ -132,12 +132,12 @@ def test_wsd_branch_points_carry_their_own_compute_and_leave_isoflop_fits_unchan
     assert (branch["flops"] < branch["run_id"].map(plain.set_index("run_id")["flops"])).all()
     iso_plain = fit_isoflop(prepare_points(plain))
     iso_branched = fit_isoflop(prepare_points(branched))
-    for key, value in iso_plain.params.items():
-        assert iso_branched.params[key] == pytest.approx(value, rel=1e-12), key
+    for key, value in iso_plain.params_.items():
+        assert iso_branched.params_[key] == pytest.approx(value, rel=1e-12), key
     # the laws that use every point take the branch points, each at its own compute
     law = fit_parametric(prepare_points(branched), keep=8)
-    assert law.n_points == len(branched)
-    assert law.params["alpha"] == pytest.approx(0.34, rel=1e-3)
+    assert law.n_points_ == len(branched)
+    assert law.params_["alpha"] == pytest.approx(0.34, rel=1e-3)
 
 
 def test_a_branch_point_joins_the_planned_budget_its_compute_matches(tmp_path):

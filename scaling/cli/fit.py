@@ -1,27 +1,23 @@
-"""`scaling fit` and `scaling predict`."""
+"""`scaling fit` and `scaling predict`.
+
+The options of `scaling fit` that set a law are the laws' own parameters, read from their
+constructors (``cli.law_options``): a law's new parameter is a new flag with no edit here. A
+flag left out leaves the law's default; one given that the chosen law does not take is
+refused (``--law all``: each law takes its own).
+"""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
 from scaling.cli import JsonOption, app, errors, fail
-
-
-def _parse_pins(pins: list[str] | None) -> dict[str, float]:
-    out = {}
-    for item in pins or []:
-        key, sep, value = item.partition("=")
-        try:
-            out[key.strip()] = float(value)
-        except ValueError:
-            raise fail(f"--pin {item!r}: expected NAME=NUMBER, e.g. --pin E=1.69") from None
-        if not sep:
-            raise fail(f"--pin {item!r}: expected NAME=NUMBER, e.g. --pin E=1.69")
-    return out
+from scaling.cli.law_options import bound, flag, law_parameters, parse_pairs, with_law_options
+from scaling.fitting.api import LAW_NAMES  # the laws, named once, in the order they print
+from scaling.results import BUDGET_TOLERANCE
 
 
 def _law_table(outcome) -> None:
@@ -33,20 +29,20 @@ def _law_table(outcome) -> None:
     table = Table(title=f"{law.law}: {law.formula}", title_justify="left")
     table.add_column("parameter")
     table.add_column("value", justify="right")
-    table.add_column(f"{law.settings['level']:.0%} interval", justify="right")
+    table.add_column(f"{law.level:.0%} interval", justify="right")
     # a parameter held fixed has a zero-width interval: say so rather than print it as fitted
     held = {
-        **dict.fromkeys(law.settings.get("base") or {}, "given (--base)"),
-        **dict.fromkeys(law.settings.get("pinned") or {}, "pinned"),
+        **dict.fromkeys(getattr(law, "base", None) or {}, "given (--base)"),
+        **dict.fromkeys(getattr(law, "pinned", None) or {}, "pinned"),
     }
-    for name, value in law.params.items():
-        low_high = law.intervals.get(name)
+    for name, value in law.params_.items():
+        low_high = law.intervals_.get(name)
         interval = f"[{low_high[0]:.4g}, {low_high[1]:.4g}]" if low_high else ""
         table.add_row(name, f"{value:.6g}", held.get(name, interval))
     derived = law.allocation_exponents()
     for name in ("a", "b"):
         if name in derived:
-            low_high = derived.get("derived_intervals", {}).get(name) or law.intervals.get(name)
+            low_high = derived.get("derived_intervals", {}).get(name) or law.intervals_.get(name)
             interval = f"[{low_high[0]:.4g}, {low_high[1]:.4g}]" if low_high else ""
             table.add_row(
                 f"{name} (N_opt ∝ C^a, D_opt ∝ C^b)" if name == "a" else name,
@@ -55,18 +51,18 @@ def _law_table(outcome) -> None:
             )
     console.print(table)
     console.print(
-        f"{law.n_points} points used, {len(law.excluded)} excluded"
-        + (f", objective {law.objective:.4g}" if law.objective is not None else "")
+        f"{law.n_points_} points used, {len(law.excluded_)} excluded"
+        + (f", objective {law.objective_:.4g}" if law.objective_ is not None else "")
     )
-    for entry in law.excluded[:10]:
+    for entry in law.excluded_[:10]:
         console.print(
             f"  excluded row {entry['row']} ({entry.get('run_id') or '-'}): {entry['reason']}"
         )
-    if "bootstrap" in law.details:
-        console.print(f"  bootstrap: {law.details['bootstrap']}")
-    for warning in law.details.get("warnings", []):
+    if "bootstrap" in law.details_:
+        console.print(f"  bootstrap: {law.details_['bootstrap']}")
+    for warning in law.details_.get("warnings", []):
         console.print(f"  [yellow]warning[/]: {warning}")
-    for budget in law.details.get("budgets", []):
+    for budget in law.details_.get("budgets", []):
         if budget.get("reason"):
             console.print(f"  budget {budget['budget']:.3g} left out: {budget['reason']}")
     if outcome.optima:
@@ -94,8 +90,7 @@ def _law_table(outcome) -> None:
         console.print(f"backtest: {json.dumps(outcome.backtest, default=str)}")
 
 
-@app.command()
-def fit(
+def _fit(
     source: Annotated[
         Path,
         typer.Argument(
@@ -103,21 +98,7 @@ def fit(
             "scaling published lists them)."
         ),
     ],
-    law: Annotated[
-        str,
-        typer.Option(
-            help="parametric, isoflop, envelope, kaplan, "
-            "data-constrained, moe, hparams, downstream or all."
-        ),
-    ] = "parametric",
-    bootstrap_samples: Annotated[int, typer.Option("--bootstrap", help="Bootstrap refits.")] = 0,
-    bootstrap_unit: Annotated[
-        str, typer.Option(help="Resample points, runs or budgets.")
-    ] = "points",
-    seed: Annotated[int, typer.Option(help="Bootstrap seed.")] = 0,
-    level: Annotated[
-        float, typer.Option(help="Coverage of the intervals: 0.95, or 0.8 as Chinchilla reports.")
-    ] = 0.95,
+    law: Annotated[str, typer.Option(help=f"{', '.join(LAW_NAMES)} or all.")] = "parametric",
     holdout: Annotated[
         str | None, typer.Option(help="Backtest: 'largest' (budget) or 'largest-params'.")
     ] = None,
@@ -129,35 +110,6 @@ def fit(
     ] = None,
     exclude: Annotated[str | None, typer.Option(help='Drop points, e.g. "loss > 4".')] = None,
     drop_highest: Annotated[int, typer.Option(help="Drop the k highest-loss points.")] = 0,
-    loss: Annotated[str, typer.Option(help="Parametric objective: huber, l2 or l1.")] = "huber",
-    pin: Annotated[list[str] | None, typer.Option(help="Hold a parameter, e.g. E=1.69.")] = None,
-    tie_exponents: Annotated[
-        bool, typer.Option(help="Parametric and data-constrained: one exponent, alpha = beta.")
-    ] = False,
-    base: Annotated[
-        Path | None,
-        typer.Option(
-            help="Data-constrained: the base law, a parametric fit file (default: fit it)."
-        ),
-    ] = None,
-    optimum: Annotated[
-        str,
-        typer.Option(
-            help="IsoFLOP optimum: parabola, parametric, bootstrap (parabola vertices over "
-            "resamples) or akima (Porian et al.'s estimator as their code computes it)."
-        ),
-    ] = "parabola",
-    seed_noise: Annotated[
-        float | None,
-        typer.Option(
-            help="--optimum akima: the standard deviation of the noise added to each loss in "
-            "its 1000 replicates. Default 0.002, what Porian et al.'s code adds for RefinedWeb "
-            "(0.01 for OpenWebText2): a constant per dataset, not estimated from the points."
-        ),
-    ] = None,
-    method: Annotated[
-        str, typer.Option(help="Hparams optimum: near-optimal or parabola.")
-    ] = "near-optimal",
     params_col: Annotated[str, typer.Option(help="Column of parameters.")] = "params",
     tokens_col: Annotated[str, typer.Option(help="Column of tokens.")] = "tokens",
     flops_col: Annotated[str, typer.Option(help="Column of FLOPs.")] = "flops",
@@ -171,12 +123,9 @@ def fit(
     batch_col: Annotated[
         str, typer.Option(help="Column of batch sizes (tokens).")
     ] = "batch_tokens",
-    metric_col: Annotated[
-        str, typer.Option(help="Task metric for the downstream law.")
-    ] = "accuracy",
     budget_tolerance: Annotated[
         float, typer.Option(help="Group points without a budget when log10 FLOPs differ by less.")
-    ] = 0.05,
+    ] = BUDGET_TOLERANCE,
     flops_per_param_token: Annotated[
         float,
         typer.Option(
@@ -185,6 +134,7 @@ def fit(
         ),
     ] = 6.0,
     as_json: JsonOption = False,
+    **law_options: Any,
 ) -> None:
     """Fit a scaling law to a runs directory or a table of (params, tokens, loss) points,
     with bootstrap intervals and an optional backtest; write the fit file.
@@ -200,9 +150,10 @@ def fit(
             raise fail(message)
     elif not source.exists():  # before the heavy imports: a typo answers at once
         raise fail(f"{source}: no such file or directory")
+    base = law_options.get("base")
     if base is not None and not base.is_file():
         raise fail(f"--base {base}: no such fit file")
-    from scaling.fitting.api import LAW_NAMES, fit_laws, load_source
+    from scaling.fitting.api import fit_laws, load_source
     from scaling.fitting.points import prepare_points
 
     columns = {
@@ -216,18 +167,14 @@ def fit(
         "lr": lr_col,
         "batch_tokens": batch_col,
     }
-    chosen = {
-        "loss": loss != "huber",
-        "pinned": bool(pin),
-        "tie_exponents": tie_exponents,
-        "base": base is not None,
-        "optimum": optimum != "parabola",
-        "seed_noise": seed_noise is not None,
-        "method": method != "near-optimal",
-        "metric": metric_col != "accuracy",
-    }
+    given = {name: value for name, value in law_options.items() if value is not None}
     with errors(FIT_FLAGS):
-        base_params = _base_params(base) if base is not None else None
+        if "pinned" in given:
+            given["pinned"] = parse_pairs(given["pinned"], "pinned", "E=1.69", float)
+        if "bounds" in given:
+            given["bounds"] = parse_pairs(given["bounds"], "bounds", "alpha=0:0.5", bound)
+        if base is not None:
+            given["base"] = _base_params(base)
         table, runs = load_source(source)
         points = prepare_points(
             table,
@@ -244,19 +191,8 @@ def fit(
             runs,
             out,
             holdout,
-            explicit=tuple(name for name, given in chosen.items() if given),
-            bootstrap_samples=bootstrap_samples,
-            bootstrap_unit=bootstrap_unit,
-            seed=seed,
-            level=level,
-            loss=loss,
-            pinned=_parse_pins(pin),
-            tie_exponents=tie_exponents,
-            base=base_params,
-            optimum=optimum,
-            seed_noise=seed_noise,
-            method=method,
-            metric=metric_col,
+            explicit=tuple(given),
+            **given,
         )
     if not outcomes:  # only --law all gets here without a fit: each law was skipped
         reasons = "; ".join(
@@ -287,25 +223,19 @@ def _base_params(path: Path) -> dict[str, float]:
     law = Law.from_json(path)
     if law.law != "parametric":
         raise fail(f"--base {path}: holds a {law.law} law; give a parametric fit file")
-    return law.params
+    return law.params_
 
+
+# typer reads a command's options from its signature: the fixed ones, the laws' after --law
+_fit.__signature__ = with_law_options(_fit, after=2)  # type: ignore[attr-defined]
+fit = app.command("fit")(_fit)
 
 FIT_FLAGS = {
-    "tie_exponents": "--tie-exponents",
-    "base": "--base",
+    **{name: flag(name) for name in law_parameters()},
     "law": "--law",
     "flops_per_param_token": "--flops-per-param-token",
     "budget_tolerance": "--budget-tolerance",
     "drop_highest": "--drop-highest",
-    "level": "--level",
-    "loss": "--loss",
-    "pinned": "--pin",
-    "optimum": "--optimum",
-    "seed_noise": "--seed-noise",
-    "method": "--method",
-    "metric": "--metric-col",
-    "bootstrap_unit": "--bootstrap-unit",
-    "bootstrap_samples": "--bootstrap",
     "holdout": "--holdout",
     "exclude": "--exclude",
 }

@@ -1,19 +1,25 @@
-"""Scaling-law fits. Every law is an estimator (settings in the constructor, ``fit(points)``,
-``predict``, ``to_json`` / ``Law.from_json``); importing this package registers all of them,
-so any fit file loads in a fresh process. No torch here."""
+"""Scaling-law fits. Every law is an estimator (parameters in its constructor's signature,
+``fit(points)``, fitted attributes ending in ``_``, the questions ``loss``, ``optimum``,
+``hyperparameters`` as methods, ``to_json`` / ``Law.from_json``); importing this package
+registers all of them, so any fit file loads in a fresh process. No torch here."""
 
-from scaling.fitting.base import LAWS, FitError, Law
+from scaling.fitting.base import LAWS, Law
+from scaling.fitting.compute import Compute
 from scaling.fitting.data_constrained import DataConstrainedLaw, fit_data_constrained
 from scaling.fitting.downstream import DownstreamLaw, fit_downstream
+from scaling.fitting.envelope import EnvelopeLaw, fit_envelope
+from scaling.fitting.errors import FitError
 from scaling.fitting.hparams import HparamsLaw, fit_hparams
-from scaling.fitting.isoflop import EnvelopeLaw, IsoFLOPLaw, fit_envelope, fit_isoflop
+from scaling.fitting.isoflop import IsoFLOPLaw, fit_isoflop
 from scaling.fitting.kaplan import KaplanLaw, fit_kaplan
 from scaling.fitting.moe import MoELaw, fit_moe
 from scaling.fitting.parametric import ParametricLaw, fit_parametric
-from scaling.fitting.points import Points, as_points, prepare_points, read_table
+from scaling.fitting.points import Curves, Points, as_points, prepare_points, read_table
 
 __all__ = [
     "LAWS",
+    "Compute",
+    "Curves",
     "DataConstrainedLaw",
     "DownstreamLaw",
     "EnvelopeLaw",

@@ -1,5 +1,5 @@
 """Porian et al. (2024)'s per-budget IsoFLOP optimum, computed the way their code computes it
-(``IsoFLOPLaw(optimum="akima")``, ``scaling fit --law isoflop --optimum akima``).
+(``IsoFLOPLaw(budget_optimum="akima")``, ``scaling fit --law isoflop --optimum akima``).
 
 Source: github.com/formll/resolving-scaling-law-discrepancies at commit
 0dc60d91b8a525858a3067fc9e4a46ff5374cc6f, ``analysis.py`` (unchanged since 859f146, the commit
@@ -48,13 +48,18 @@ positive is discarded (it has no logarithm; at their noise levels it never happe
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
 
-from scaling.fitting.base import FitError, all_equal, percentile_interval
+from scaling.fitting.bootstrap import percentile_interval
+from scaling.fitting.errors import FitError, all_equal
 from scaling.fitting.powerlaw import fit_power_law
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from scaling.fitting.compute import Compute
 
 SEED_NOISE = 0.002  # σ of the loss noise: RefinedWeb's (configs.py), as their code applies it
 REPLICATES = 1000  # bootstrap_iters
@@ -64,7 +69,8 @@ MIN_SIZES = 3  # fewer distinct sizes at a budget: no optimum (their lines 208-2
 
 
 def check_seed_noise(value: Any, optimum: str) -> None:
-    """A FitError unless ``value`` will do as the ``seed_noise`` of ``optimum``'s law."""
+    """A FitError unless ``value`` will do as the ``seed_noise`` of a law whose
+    ``budget_optimum`` is ``optimum``."""
     if isinstance(value, bool) or not isinstance(value, int | float):
         problem = "must be a number, the standard deviation of the loss noise (e.g. 0.002)"
     elif not np.isfinite(value) or value < 0:
@@ -129,7 +135,7 @@ def profile_minimum(
 
 
 def budget_optimum(
-    group: pd.DataFrame, budget: float, k: float, sigma: float, seed: int
+    group: pd.DataFrame, budget: float, compute: Compute, sigma: float, seed: int
 ) -> dict[str, Any]:
     """One budget's optimum from its points (columns params, tokens, loss): ``params``,
     ``tokens``, ``loss`` (medians of the replicates), ``log_spread``, ``log_spread_tokens``,
@@ -144,8 +150,8 @@ def budget_optimum(
     rng = _budget_rng(seed, budget)
     by_params = profile_minimum(params, loss, sigma, rng)
     tokens = best["tokens"].to_numpy(float)
-    if len(np.unique(tokens)) < len(tokens):  # sizes sharing a token count: D = C/(kN)
-        tokens = budget / (k * params)
+    if len(np.unique(tokens)) < len(tokens):  # sizes sharing a token count: D from C = k(N)·N·D
+        tokens = compute.tokens(budget, params)
     order = np.argsort(tokens)
     by_tokens = profile_minimum(tokens[order], loss[order], sigma, rng)
     edge = by_params["index"] in (0, len(by_params["grid"]) - 1)

@@ -6,14 +6,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pandas as pd
-
+from scaling import published, results
 from scaling.fitting.backtest import backtest
-from scaling.fitting.base import COMMON_SETTINGS, LAWS, FitError, Law
-from scaling.fitting.points import Points, read_table
+from scaling.fitting.base import LAWS, Law
+from scaling.fitting.errors import FitError
+from scaling.fitting.points import Curves, Points, as_curves, read_table
 from scaling.rundir import RunsDir
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 LAW_NAMES = (
     "parametric",
@@ -31,14 +34,10 @@ OPTIMA_MULTIPLES = (1, 10, 100)  # the compute-optimal table: the largest budget
 def load_source(source: str | Path) -> tuple[pd.DataFrame, RunsDir | None]:
     """(table, runs directory or None) from a runs directory, a CSV/Parquet file or a
     bundled published dataset (``builtin:chinchilla``; see ``scaling.published``)."""
-    from scaling import published
-
     if published.is_builtin(source):
         return published.load(str(source)), None
     path = Path(source)
     if path.is_dir():
-        from scaling import results
-
         return results.load(path), RunsDir(path)
     return read_table(path), None
 
@@ -50,10 +49,11 @@ def law_class(name: str) -> type[Law]:
 
 
 def make_law(name: str, **options: Any) -> Law:
-    """The law called ``name`` with those of ``options`` that are its settings (the others
-    belong to other laws: a CLI passes one set of options to every law of ``--law all``)."""
+    """The law called ``name`` with those of ``options`` that are its parameters (the others
+    belong to other laws: a CLI passes one set of options to every law of ``--law all``);
+    None: the law's default."""
     cls = law_class(name)
-    known = {**COMMON_SETTINGS, **cls.defaults}
+    known = cls.signature()
     return cls(**{k: v for k, v in options.items() if k in known and v is not None})
 
 
@@ -61,11 +61,11 @@ def fit_law(
     name: str,
     points: Points | None,
     runs: RunsDir | None = None,
-    curves: pd.DataFrame | None = None,
+    curves: pd.DataFrame | Curves | None = None,
     **options: Any,
 ) -> Law:
     """Fit the law called ``name`` on ``points`` (the envelope law: on the loss curves of
-    ``runs``, or ``curves``). ``options``: any law's settings."""
+    ``runs``, or ``curves``). ``options``: any law's parameters."""
     law = make_law(name, **options)
     if name != "envelope":
         return law.fit(points)
@@ -75,11 +75,9 @@ def fit_law(
                 f"{points.source}: the envelope law needs loss curves: give a runs directory "
                 "(its metrics.jsonl files)"
             )
-        from scaling import results
-
         curves = results.load_curves(runs.path)
     source = runs.path if runs else (points.source if points is not None else "curves")
-    return law.fit(curves, source=str(source))
+    return law.fit(as_curves(curves, str(source)))
 
 
 @dataclass
@@ -132,17 +130,15 @@ def fit_laws(
     """Fit each law of ``names``, write its fit file, and return (outcomes, skipped). With one
     name a law that cannot be fitted raises; with several it is skipped with the reason.
     ``explicit``: the options the caller set on purpose; with one law, one that is not its
-    setting is refused (with several, each law takes its own)."""
+    parameter is refused (with several, each law takes its own)."""
     for name in names:
         law_class(name)
     if len(names) == 1:
-        cls = law_class(names[0])
-        settings = {*COMMON_SETTINGS, *cls.defaults}
-        foreign = sorted(set(explicit) - settings)
+        own = set(law_class(names[0]).signature())
+        foreign = sorted(set(explicit) - own)
         if foreign:
             raise FitError(
-                f"the {names[0]} law has no such setting; its settings: "
-                + ", ".join(sorted(settings)),
+                f"the {names[0]} law has no such setting; its settings: " + ", ".join(sorted(own)),
                 param=foreign[0],
                 value=options.get(foreign[0]),
             )
@@ -153,13 +149,13 @@ def fit_laws(
             law = fit_law(name, points, runs, **options)
             outcome = FitOutcome(law, compute_optimal_table(law, largest))
             if outcome.optima:  # the table printed is the table kept
-                law.details["compute_optimal"] = outcome.optima
+                law.details_["compute_optimal"] = outcome.optima
             if holdout:
                 quiet = {**options, "bootstrap_samples": 0}
                 outcome.backtest = backtest(
                     points, lambda p, n=name, q=quiet: fit_law(n, p, None, **q), holdout
                 )
-                law.details["backtest"] = outcome.backtest
+                law.details_["backtest"] = outcome.backtest
         except FitError as err:
             if len(names) == 1:
                 raise

@@ -25,7 +25,9 @@ from typing import Any
 
 import numpy as np
 
-from scaling.fitting.base import FitError, Law, percentile_interval
+from scaling.fitting.base import Law
+from scaling.fitting.bootstrap import percentile_interval
+from scaling.fitting.errors import FitError
 
 
 def backtest_weights(errors: Mapping[str, float]) -> dict[str, float]:
@@ -99,35 +101,32 @@ def _sample_losses(
     """The law's loss at (N, D) on each of its bootstrap samples (those of ``resamples``, by
     resample index, when given), N as the law counts it."""
     n = float(law.sizes(sizes))
-    samples = law.samples
+    samples = law.samples_
     if resamples is not None:
-        by_index = dict(zip(resample_indices(law), law.samples, strict=True))
+        by_index = dict(zip(resample_indices(law), law.samples_, strict=True))
         samples = [by_index[i] for i in resamples]
     return np.array([float(law.loss(n, tokens, sample=s)) for s in samples])
 
 
 def resample_indices(law: Law) -> list[int]:
-    """The resample each of the law's bootstrap samples was fitted on (all of them, in order,
-    unless some could not be fitted: the fit records which)."""
-    return list(law.details.get("bootstrap_resamples", range(len(law.samples))))
+    """The resample each of the law's bootstrap samples was fitted on (``resamples_``; all of
+    them, in order, where a fit file of an earlier format did not record it)."""
+    return list(law.resamples_ if law.resamples_ is not None else range(len(law.samples_)))
 
 
 def shared_resamples(laws: list[Law]) -> list[int] | None:
     """The indices of the bootstrap resamples every law was fitted on, when the laws were
     bootstrapped on the same resamples (the same points by digest, the same resampling
     settings and seed); None when they were not, or share none."""
-    if not laws or any(not law.samples for law in laws):
+    if not laws or any(not law.samples_ for law in laws):
         return None
     keys = ("bootstrap_samples", "bootstrap_unit", "seed")
     first = laws[0]
     same = all(
-        law.points_digest == first.points_digest
-        and all(law.settings[key] == first.settings[key] for key in keys)
+        law.points_digest_ == first.points_digest_
+        and all(getattr(law, key) == getattr(first, key) for key in keys)
         # fewer samples than resamples, and no record of which: they cannot be paired
-        and (
-            "bootstrap_resamples" in law.details
-            or len(law.samples) == int(law.settings["bootstrap_samples"])
-        )
+        and law.resamples_ is not None
         for law in laws
     )
     if not same:

@@ -7,10 +7,11 @@ from typing import Any
 
 import numpy as np
 
-from scaling.fitting.base import FitError, Law
+from scaling.fitting.base import Law
+from scaling.fitting.errors import FitError
 from scaling.fitting.isoflop import isoflop_optima
 from scaling.fitting.points import Points
-from scaling.results import BRANCH_BUDGET_TOLERANCE
+from scaling.results import BUDGET_TOLERANCE
 
 HOLDOUTS = ("largest", "largest-params")
 
@@ -31,7 +32,7 @@ def backtest(
         if len(budgets) < 2:
             raise FitError("needs points at two budgets or more", param="holdout", value=holdout)
         if "flops" in frame and frame["flops"].notna().all():
-            held_mask = frame["flops"] > budgets[-2] * 10**BRANCH_BUDGET_TOLERANCE
+            held_mask = frame["flops"] > budgets[-2] * 10**BUDGET_TOLERANCE
         else:
             held_mask = np.isclose(frame["budget"], budgets[-1])
         label = f"largest budget ({budgets[-1]:.3g} FLOPs)"
@@ -41,7 +42,7 @@ def backtest(
     else:
         raise FitError(f"must be one of {', '.join(HOLDOUTS)}", param="holdout", value=holdout)
     train, held = frame[~held_mask], frame[held_mask]
-    law = fit(Points(train.reset_index(drop=True), [], f"{points.source} (backtest)"))
+    law = fit(points.subset(train, f"{points.source} (backtest)"))
     report: dict[str, Any] = {"holdout": label, "n_fit": len(train), "n_held_out": len(held)}
     if "loss" in law.answers:
         predicted = np.asarray(law.loss(law.sizes(held), held["tokens"]), float)
@@ -49,7 +50,9 @@ def backtest(
         report["loss_mean_abs_rel_error"] = float(np.abs(error).mean())
         report["loss_max_abs_rel_error"] = float(np.abs(error).max())
     if holdout == "largest" and "optimum" in law.answers:
-        observed = isoflop_optima(held[np.isclose(held["budget"], budgets[-1])])
+        observed = isoflop_optima(
+            held[np.isclose(held["budget"], budgets[-1])], compute=points.compute
+        )
         budget = float(budgets[-1])
         predicted_opt = law.optimum(budget)
         report["predicted_optimum"] = {k: predicted_opt[k] for k in ("params", "tokens", "loss")}

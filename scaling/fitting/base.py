@@ -1,42 +1,51 @@
-"""What every law shares: settings, fitting with bootstrap, the questions it answers, and its
-fit file.
+"""What every law shares: an estimator's parameters, one fit with one bootstrap, the questions
+it answers, and its fit file.
 
-A law is an estimator in the manner of scikit-learn: settings go into the constructor
-(``ParametricLaw(loss="l2", bootstrap_samples=200)``), ``fit(points)`` sets the fitted
-attributes (``params``, ``intervals``, ``samples``, ...) and returns the law, ``predict``
-answers questions about budgets nobody trained, and ``to_json`` / ``Law.from_json`` round-trip
-everything (bootstrap samples included, so a loaded law predicts with the same intervals).
+A law is an estimator in the manner of scikit-learn. Its parameters are the keyword arguments
+of its constructor (``ParametricLaw(objective="l2", bootstrap_samples=200)``), each annotated with
+what it means; ``get_params`` reads them from the signature and ``fit`` never changes them.
+``fit(data)`` sets the fitted attributes, each ending in ``_`` (``params_``, ``intervals_``,
+``samples_``, ``resamples_``, ``compute_``, ``objective_``, ``details_``, ``n_points_``,
+``points_digest_``, ``excluded_``, ``version_``), every one saved in the fit file, and returns
+the law. The data's own type (``points.Points``, ``points.Curves``) says how the one bootstrap
+resamples it.
 
-The protocol the CLI, the planner's ``fit:`` rules and plotting rely on is ``answers``, the
-questions a law can answer, each a method taking an optional bootstrap ``sample``:
+The questions a law answers (``answers``) are methods, each taking an optional bootstrap
+``sample``:
 
-- ``"loss"``:            ``loss(params, tokens, sample=None, **covariates)``
-- ``"optimum"``:         ``optimum(compute, sample=None)`` and ``compute_for(params=|tokens=)``
+- ``"loss"``:            ``loss(params, tokens, sample=None, **covariates)`` (an array) and
+                         ``at(params, tokens, ...)`` (the loss and what else the law says there)
+- ``"optimum"``:         ``optimum(compute, sample=None)``, spending ``compute`` as the points
+                         counted it (``compute_``), and ``compute_for(params=|tokens=)``
 - ``"hyperparameters"``: ``hyperparameters(compute, sample=None)`` (lr, batch_tokens)
 
-``covariates`` names the inputs beyond N and D that ``loss`` and ``predict`` take (unique
-tokens, number of experts). The file format carries ``format``; a file of a newer format is
-refused with a message, an older one is read.
+``predict`` is a convenience over them that adds bootstrap intervals. ``covariates`` names
+the inputs beyond N and D that ``loss`` takes (unique tokens, number of experts). The fit file
+(``fitting.fitfile``) carries ``format``; a file of a newer format is refused with a message,
+an older one is read.
 """
 
 from __future__ import annotations
 
+import contextlib
+import inspect
 import json
-import math
-import re
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, Self
+from typing import Annotated, Any, ClassVar, Self, get_type_hints
 
 import numpy as np
-from numpy.typing import ArrayLike
 
-from scaling.config import ConfigError
+from scaling import __version__
 from scaling.fileio import write_atomic
+from scaling.fitting import fitfile
+from scaling.fitting.bootstrap import bootstrap, intervals, percentile_interval
+from scaling.fitting.compute import Compute
+from scaling.fitting.errors import FitError, coverage, one_of, positive
+from scaling.fitting.points import SIZE_COLUMNS, UNITS, as_points
 
 LAWS: dict[str, type[Law]] = {}
-FORMAT = 2  # 1: settings under their old names (bootstrap for bootstrap_samples)
 MIN_BOOTSTRAP_FITTED = 0.5  # the fraction of resamples that must fit for intervals to mean much
-COMMON_SETTINGS = {"bootstrap_samples": 0, "bootstrap_unit": "points", "seed": 0, "level": 0.95}
 # The optimisers work on small matrices: one BLAS thread is as fast idle, and OpenBLAS's
 # thread per core, spinning against another process on a busy machine, made a 0.7 s fit take
 # 45 s (benchmarks/fit_under_load.py). None: leave the thread count alone.
@@ -45,75 +54,31 @@ FIT_BLAS_THREADS: int | None = 1
 
 def blas_threads():
     """A context in which BLAS (numpy, scipy) uses ``FIT_BLAS_THREADS`` threads."""
-    import contextlib
-
     if FIT_BLAS_THREADS is None:
         return contextlib.nullcontext()
-    from threadpoolctl import threadpool_limits
+    from threadpoolctl import threadpool_limits  # loads numpy's BLAS libraries: on a fit only
 
     return threadpool_limits(limits=FIT_BLAS_THREADS, user_api="blas")
 
 
-BOOTSTRAP_UNITS = ("points", "runs", "budgets")
+@dataclass
+class Fit:
+    """What a law's ``_fit`` finds: its parameters, its objective, details for the fit file,
+    and ``warm``: what its bootstrap refits start from (used during ``fit``, not kept)."""
 
-
-class FitError(ConfigError):
-    """A fit that cannot be made from these points, or a question a law cannot answer."""
-
-
-def toolkit_version() -> str:
-    from scaling import __version__
-
-    return __version__
-
-
-def percentile_interval(values: np.ndarray, level: float = 0.95) -> list[float]:
-    tail = 100 * (1 - level) / 2
-    low, high = np.nanpercentile(values, [tail, 100 - tail])
-    return [float(low), float(high)]
-
-
-# Values this close (relative to their size) are equal but for round-off: a fit through them
-# finds round-off, not a law (a parabola "through" equal losses opens up or down by chance).
-ROUND_OFF = 1e-9
-
-
-def all_equal(values: ArrayLike) -> bool:
-    """Whether ``values`` are the same number but for round-off (``ROUND_OFF``)."""
-    values = np.asarray(values, dtype=float)
-    return bool(np.ptp(values) <= ROUND_OFF * np.max(np.abs(values))) if values.size else True
-
-
-def require_varying(values: ArrayLike, source: str, law: str, what: str = "losses") -> None:
-    """A FitError unless ``values`` differ beyond round-off: equal losses carry no trend, and
-    every law fitted through them would report round-off as a fit."""
-    if all_equal(values):
-        raise FitError(
-            f"{source}: all {len(values)} {what} are equal ({float(np.asarray(values)[0]):.6g}), "
-            f"so they cannot identify the {law} law's parameters: it needs {what} that differ"
-        )
-
-
-def positive(name: str, value: float | None) -> float | None:
-    """``value`` checked to be a positive finite number (None passes through)."""
-    if value is None:
-        return None
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        raise FitError("must be a positive number", param=name, value=value) from None
-    if not math.isfinite(number) or number <= 0:
-        raise FitError("must be a positive finite number", param=name, value=value)
-    return number
+    params: dict[str, float]
+    objective: float | None = None
+    details: dict[str, Any] = field(default_factory=dict)
+    warm: Any = None
 
 
 class Law:
-    """Base of every law. Subclasses set ``law``, ``formula``, ``defaults`` (their own
-    settings), ``answers`` and ``covariates``, and implement ``_fit`` and ``_refit``."""
+    """Base of every law. A subclass sets ``law``, ``formula``, ``answers``, ``covariates``
+    and what its fit file's parameters must be, takes its own parameters as keyword arguments
+    (passing the common ones on as ``**common``), and implements ``_fit`` and ``_refit``."""
 
     law: ClassVar[str] = ""
     formula: ClassVar[str] = ""
-    defaults: ClassVar[dict[str, Any]] = {}
     answers: ClassVar[frozenset[str]] = frozenset()
     covariates: ClassVar[tuple[str, ...]] = ()
     # What a fit file's parameters must be, checked when it is read: the names every fit of
@@ -126,111 +91,155 @@ class Law:
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
+        # A parameter lives in the attribute of its name (``get_params``): one named as a
+        # method (``loss``, ``optimum``) would hide the question behind a string.
+        for name in inspect.signature(cls.__init__).parameters:
+            if callable(getattr(cls, name, None)):
+                raise TypeError(f"{cls.__name__}: parameter {name!r} hides the method {name}()")
         if cls.law:
             LAWS[cls.law] = cls
 
-    def __init__(self, **settings: Any):
-        allowed = {**COMMON_SETTINGS, **self.defaults}
-        unknown = sorted(set(settings) - set(allowed))
+    def __init__(
+        self,
+        *,
+        bootstrap_samples: Annotated[int, "Bootstrap refits (0: none)."] = 0,
+        bootstrap_unit: Annotated[
+            str, "What a bootstrap resample draws: points, runs or budgets."
+        ] = "points",
+        seed: Annotated[int, "Bootstrap seed."] = 0,
+        level: Annotated[
+            float, "Coverage of the intervals: 0.95, or 0.8 as Chinchilla reports."
+        ] = 0.95,
+    ):
+        self.bootstrap_samples = bootstrap_samples
+        self.bootstrap_unit = bootstrap_unit
+        self.seed = seed
+        self.level = level
+        self._check()
+        self.params_: dict[str, float] = {}
+        self.intervals_: dict[str, list[float | None]] = {}
+        self.samples_: list[dict[str, float]] = []
+        self.resamples_: list[int] | None = []
+        self.compute_ = Compute()
+        self.objective_: float | None = None
+        self.details_: dict[str, Any] = {}
+        self.n_points_ = 0
+        self.points_digest_ = ""
+        self.excluded_: list[dict[str, Any]] = []
+        self.version_ = __version__
+
+    def _check(self) -> None:
+        """Each parameter checked where it is set (a bad one is one line naming it)."""
+        samples = self.bootstrap_samples
+        if isinstance(samples, bool) or not isinstance(samples, int | float) or samples < 0:
+            raise FitError("must be 0 or more", param="bootstrap_samples", value=samples)
+        coverage(self.level)
+        one_of("bootstrap_unit", self.bootstrap_unit, UNITS)
+
+    # -- the estimator's parameters ------------------------------------------------------------
+    @classmethod
+    def signature(cls) -> dict[str, inspect.Parameter]:
+        """The law's parameters by name, from the keyword arguments of its constructor and
+        those it passes on (the common ones), each with its default and annotation (its
+        type, and what it means as ``Annotated`` metadata)."""
+        found: dict[str, inspect.Parameter] = {}
+        for klass in cls.__mro__:
+            if "__init__" not in vars(klass) or not issubclass(klass, Law):
+                continue
+            hints = get_type_hints(klass.__init__, include_extras=True)
+            for name, param in inspect.signature(klass.__init__).parameters.items():
+                if param.kind is param.KEYWORD_ONLY and name not in found:
+                    found[name] = param.replace(annotation=hints.get(name, param.annotation))
+        return found
+
+    def get_params(self, deep: bool = False) -> dict[str, Any]:
+        """The parameters of the constructor, as scikit-learn names them."""
+        return {name: getattr(self, name) for name in self.signature()}
+
+    def set_params(self, **params: Any) -> Self:
+        unknown = sorted(set(params) - set(self.signature()))
         if unknown:
             raise FitError(
-                f"{self.law}: unknown setting {unknown[0]!r}; settings are {', '.join(allowed)}"
+                f"the {self.law} law has no parameter {unknown[0]!r}; its parameters are "
+                + ", ".join(self.signature())
             )
-        self.settings: dict[str, Any] = {**allowed, **settings}
-        if int(self.settings["bootstrap_samples"]) < 0:
-            raise FitError(
-                "must be 0 or more", param="bootstrap_samples", value=settings["bootstrap_samples"]
-            )
-        level = self.settings["level"]
-        if not isinstance(level, int | float) or not 0 < level < 1:
-            raise FitError(
-                "the interval's coverage, in (0, 1), e.g. 0.8", param="level", value=level
-            )
-        if self.settings["bootstrap_unit"] not in BOOTSTRAP_UNITS:
-            raise FitError(
-                f"must be one of {', '.join(BOOTSTRAP_UNITS)}",
-                param="bootstrap_unit",
-                value=self.settings["bootstrap_unit"],
-            )
-        self.params: dict[str, float] = {}
-        self.intervals: dict[str, list[float]] = {}
-        self.samples: list[dict[str, float]] = []
-        self.n_points = 0
-        self.points_digest = ""
-        self.excluded: list[dict[str, Any]] = []
-        self.objective: float | None = None
-        self.details: dict[str, Any] = {}
-        self.version = toolkit_version()
+        for name, value in params.items():
+            setattr(self, name, value)
+        self._check()
+        return self
 
     @classmethod
     def from_params(
-        cls, params: dict[str, float], samples: list[dict[str, float]] | None = None, **settings
+        cls,
+        params: dict[str, float],
+        samples: list[dict[str, float]] | None = None,
+        compute: Compute | None = None,
+        **parameters: Any,
     ) -> Self:
-        """A law with known parameters (a published one, or a test's truth)."""
-        law = cls(**settings)
-        law.params = {k: float(v) for k, v in params.items()}
-        law.samples = list(samples or [])
+        """A law with known parameters (a published one, or a test's truth), spending compute
+        as ``compute`` says (default: C = 6·N·D)."""
+        law = cls(**parameters)
+        law.params_ = {k: float(v) for k, v in params.items()}
+        law.samples_ = list(samples or [])
+        law.resamples_ = list(range(len(law.samples_)))
+        law.compute_ = compute or Compute()
         return law
-
-    def get_params(self) -> dict[str, Any]:
-        """The settings, as scikit-learn names them."""
-        return dict(self.settings)
 
     def __repr__(self) -> str:
         changed = {
-            k: v for k, v in self.settings.items() if v != {**COMMON_SETTINGS, **self.defaults}[k]
+            name: getattr(self, name)
+            for name, param in self.signature().items()
+            if getattr(self, name) != param.default
         }
         args = ", ".join(f"{k}={v!r}" for k, v in changed.items())
-        state = f" fitted on {self.n_points} points" if self.params else ""
+        state = f" fitted on {self.n_points_} points" if self.params_ else ""
         return f"{type(self).__name__}({args}){state}"
 
-    # -- fitting -----------------------------------------------------------------------------
-    def fit(self, data) -> Self:
-        """Fit on ``data`` (``Points`` or a DataFrame with canonical columns), then refit
-        ``bootstrap_samples`` resamples. Where fewer than half the resamples can be fitted, the
-        survivors are not a sample of the law's uncertainty: no intervals, and ``details``
-        says why."""
-        from scaling.fitting.bootstrap import bootstrap
-        from scaling.fitting.points import as_points
+    # -- fitting -------------------------------------------------------------------------------
+    def _data(self, data) -> Any:
+        """The law's input from ``data``: points (a DataFrame is read by ``prepare_points``)."""
+        return as_points(data)
 
-        points = as_points(data)
-        requested = int(self.settings["bootstrap_samples"])
+    def fit(self, data) -> Self:
+        """Fit on ``data`` (``Points``, or a DataFrame with canonical columns), then refit
+        ``bootstrap_samples`` resamples drawn as the data says. Where fewer than half the
+        resamples can be fitted, the survivors are not a sample of the law's uncertainty: no
+        intervals, and ``details_`` says why."""
+        data = self._data(data)
+        requested = int(self.bootstrap_samples)
         with blas_threads():
-            params, objective, details = self._fit(points)
-            samples, intervals, fitted = bootstrap(
-                self._bootstrap_frame(points),
-                lambda frame: self._refit(frame, params),
+            found = self._fit(data)
+            samples, resamples = bootstrap(
+                data,
+                lambda resample: self._refit(resample, found),
                 requested,
-                self.settings["bootstrap_unit"],
-                self.settings["seed"],
-                self.settings["level"],
+                self.bootstrap_unit,
+                self.seed,
             )
+        details = dict(found.details)
         if requested and len(samples) < MIN_BOOTSTRAP_FITTED * requested:
             details["bootstrap"] = (
                 f"only {len(samples)} of {requested} resamples could be fitted; "
                 "no intervals (more points per budget would give them)"
             )
-            samples, intervals = [], {}
-        elif len(samples) < requested:  # which resamples the samples are, to pair them
-            details["bootstrap_resamples"] = fitted
-        self.params, self.objective, self.details = params, objective, details
-        self.samples, self.intervals = samples, intervals
-        self.n_points, self.points_digest = len(points), points.digest
-        self.excluded = list(points.excluded)
+            samples, resamples = [], []
+        self.params_, self.objective_, self.details_ = found.params, found.objective, details
+        self.samples_, self.resamples_ = samples, resamples
+        self.intervals_ = intervals(samples, self.level)
+        self.compute_ = data.compute
+        self.n_points_, self.points_digest_ = len(data), data.digest
+        self.excluded_ = list(data.excluded)
+        self.version_ = __version__
         return self
 
-    def _fit(self, points) -> tuple[dict[str, float], float | None, dict[str, Any]]:
-        """(params, objective, details) on ``points``; raise FitError when impossible. Every
-        law implements it (the envelope law, fitted on curves, overrides ``fit`` itself)."""
+    def _fit(self, data) -> Fit:
+        """The fit on ``data``; raise FitError when impossible. Every law implements it."""
         raise NotImplementedError(f"{type(self).__name__} defines no _fit")
 
-    def _refit(self, frame, params: dict[str, float]) -> dict[str, float] | None:
-        """Parameters on one bootstrap resample (warm-started from ``params``); None when
-        that resample admits no fit. Every law that ``fit`` bootstraps implements it."""
+    def _refit(self, data, found: Fit) -> dict[str, float] | None:
+        """Parameters on one bootstrap resample (warm-started from ``found``); None when that
+        resample admits no fit. Every law that is bootstrapped implements it."""
         raise NotImplementedError(f"{type(self).__name__} defines no _refit")
-
-    def _bootstrap_frame(self, points):
-        return points.frame
 
     # -- the questions -------------------------------------------------------------------------
     def _cannot(self, question: str) -> FitError:
@@ -240,10 +249,20 @@ class Law:
     def loss(self, params, tokens, sample: dict[str, float] | None = None, **covariates):
         raise self._cannot("loss")
 
+    def at(self, params, tokens, sample: dict[str, float] | None = None, **covariates) -> dict:
+        """The loss of a model of ``params`` trained on ``tokens`` (and what else the law
+        says there)."""
+        loss = float(self.loss(params, tokens, sample, **covariates))
+        return {"params": params, "tokens": tokens, **covariates, "loss": loss}
+
     def sizes(self, frame):
-        """The N that ``loss`` takes, from a frame of points or runs: total parameters,
-        unless the law counts another way (Kaplan's non-embedding N)."""
-        return frame["params"]
+        """The N that ``loss`` takes, from a frame of points or runs (or a dict of counts):
+        the count the points were sized by (``compute_.size``: total parameters unless the
+        sweep sized by active ones; Kaplan's non-embedding N)."""
+        column = SIZE_COLUMNS[self.compute_.size]
+        if column not in frame:
+            raise FitError(f"the {self.law} law takes N as {column}; these rows have none")
+        return frame[column]
 
     def optimum(self, compute: float, sample: dict[str, float] | None = None) -> dict[str, float]:
         raise self._cannot("compute-optimal allocation")
@@ -262,27 +281,6 @@ class Law:
         """``a`` and ``b`` of N_opt ∝ C^a and D_opt ∝ C^b where the law implies them."""
         return {}
 
-    def _answer(self, sample, compute, params, tokens, covariates) -> dict[str, float]:
-        p = sample or self.params
-        if params is not None and tokens is not None:
-            if "loss" not in self.answers:
-                raise self._cannot("loss")
-            out = {"params": params, "tokens": tokens, **covariates}
-            out["loss"] = float(self.loss(params, tokens, p, **covariates))
-            return out
-        if "optimum" in self.answers:
-            if compute is None:
-                compute = self.compute_for(p, params=params, tokens=tokens)
-            return self.optimum(compute, p)
-        if "hyperparameters" in self.answers and compute is not None:
-            return {"compute": compute, **self.hyperparameters(compute, p)}
-        if "loss" in self.answers:
-            raise FitError(
-                f"the {self.law} law predicts the loss of a given size and token count: "
-                "give both params and tokens"
-            )
-        raise FitError(f"the {self.law} law predicts from a compute budget alone")
-
     def predict(
         self,
         compute: float | None = None,
@@ -291,10 +289,11 @@ class Law:
         level: float | None = None,
         **covariates: float,
     ) -> dict[str, Any]:
-        """Ask the law: ``params`` and ``tokens`` together give the loss there; ``compute``, or
-        ``params`` or ``tokens`` alone, give the compute-optimal allocation (and, for a
-        hyperparameter law, the learning rate and batch size at that compute). ``covariates``:
-        the law's own (``self.covariates``). Each answer carries its bootstrap interval."""
+        """A convenience over the questions, each answer with its bootstrap interval at
+        ``level`` (default: the law's): ``params`` and ``tokens`` together ask ``at`` (the
+        loss there, with the law's ``covariates``); ``compute`` asks ``optimum`` (a
+        hyperparameter law: ``hyperparameters``); ``params`` or ``tokens`` alone ask the
+        optimum at the compute whose optimum has that size or token count (``compute_for``)."""
         self._check_fitted()
         compute, params, tokens = (
             positive(name, value)
@@ -305,55 +304,53 @@ class Law:
             takes = ", ".join(self.covariates) or "no covariates"
             raise FitError(f"the {self.law} law takes no {unknown[0]}; it takes {takes}")
         covariates = {k: positive(k, v) if k != "n_experts" else v for k, v in covariates.items()}
-        given = sum(v is not None for v in (compute, params, tokens))
-        if given == 0 or (compute is not None and given > 1):
-            raise FitError("give compute, params, tokens, or params and tokens together")
-
-        def answer(sample):
-            return self._answer(sample, compute, params, tokens, covariates)
-
-        point = answer(None)
+        ask = self._question(compute, params, tokens, covariates)
+        point = ask(None)
         out: dict[str, Any] = {k: float(v) for k, v in point.items()}
-        level = self.settings["level"] if level is None else level
-        if not 0 < level < 1:
-            raise FitError(
-                "the interval's coverage, in (0, 1), e.g. 0.8", param="level", value=level
-            )
-        if self.samples:
-            draws = [answer(sample) for sample in self.samples]
+        level = coverage(self.level if level is None else level)
+        if self.samples_:
+            draws = [ask(sample) for sample in self.samples_]
             out["intervals"] = {
                 key: percentile_interval(np.array([d[key] for d in draws], dtype=float), level)
                 for key in point
             }
         return out
 
+    def _question(self, compute, params, tokens, covariates):
+        """The question ``predict`` was asked, as a function of a bootstrap sample."""
+        given = sum(v is not None for v in (compute, params, tokens))
+        if given == 0 or (compute is not None and given > 1):
+            raise FitError("give compute, params, tokens, or params and tokens together")
+        if params is not None and tokens is not None:
+            if "loss" not in self.answers:
+                raise self._cannot("loss")
+            return lambda sample: self.at(params, tokens, sample, **covariates)
+        if "optimum" in self.answers:
+            if compute is not None:
+                return lambda sample: self.optimum(compute, sample)
+            return lambda sample: self.optimum(
+                self.compute_for(sample, params=params, tokens=tokens), sample
+            )
+        if "hyperparameters" in self.answers and compute is not None:
+            return lambda sample: {"compute": compute, **self.hyperparameters(compute, sample)}
+        if "loss" in self.answers:
+            raise FitError(
+                f"the {self.law} law predicts the loss of a given size and token count: "
+                "give both params and tokens"
+            )
+        raise FitError(f"the {self.law} law predicts from a compute budget alone")
+
     def _check_fitted(self) -> None:
-        if not self.params:
+        if not self.params_:
             raise FitError(f"the {self.law} law is not fitted yet: call fit(points) first")
 
     # -- the fit file --------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "law": self.law,
-            "format": FORMAT,
-            "formula": self.formula,
-            "answers": sorted(self.answers),
-            "covariates": list(self.covariates),
-            "params": self.params,
-            "intervals": self.intervals,
-            **self.allocation_exponents(),
-            "n_points": self.n_points,
-            "points_digest": self.points_digest,
-            "excluded": self.excluded,
-            "options": self.settings,
-            "objective": self.objective,
-            "details": self.details,
-            "samples": self.samples,
-            "version": self.version,
-        }
+        """The fit file's contents (``fitting.fitfile``, format 3)."""
+        return fitfile.contents(self)
 
     def to_json(self, path: str | Path | None = None) -> str:
-        text = json.dumps(_jsonable(self.to_dict()), indent=2) + "\n"
+        text = json.dumps(fitfile.jsonable(self.to_dict()), indent=2) + "\n"
         if path is not None:
             write_atomic(path, text)
         return text
@@ -378,222 +375,11 @@ class Law:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], source: str = "fit file") -> Law:
-        """The law a fit file holds, every field checked first: anything a law could not
-        answer with (a missing key, a wrong type, a NaN, a parameter of the wrong sign) is one
-        FitError naming ``source`` and the field. Earlier formats are read as they were
-        written (format 1: ``bootstrap`` for ``bootstrap_samples``)."""
-        if not isinstance(data, dict):
-            raise FitError(f"{source}: not a fit file (not a JSON object)")
-        name = data.get("law", "")
-        law_cls = LAWS.get(name) if isinstance(name, str) else None
-        if law_cls is None:
-            raise FitError(f"{source}: unknown law {name!r}; known: {', '.join(sorted(LAWS))}")
-        if cls is not Law and not issubclass(law_cls, cls):
-            raise FitError(f"{source}: holds a {name} law, not a {cls.law or cls.__name__}")
-        version = data.get("format", 1)
-        if not isinstance(version, int) or isinstance(version, bool) or version > FORMAT:
-            raise FitError(
-                f"{source}: fit file format {version!r} is newer than this toolkit reads "
-                f"({FORMAT}); upgrade scaling"
-            )
-        settings = _read_settings(data.get("options", {}), version, law_cls, source)
-        try:  # the law checks the values of its settings (level in (0, 1), ...)
-            law = law_cls(**settings)
-        except FitError as err:
-            raise FitError(f"{source}: options: {err}") from None
-        if "params" not in data:
-            raise FitError(f"{source}: no 'params': not a fit file (scaling fit writes them)")
-        law.params = _read_params(data["params"], law_cls, source, "params", fitted=True)
-        samples = _read_field(data, "samples", list, [], source, "a list of parameter sets")
-        law.samples = [
-            _read_params(sample, law_cls, source, f"samples[{i}]", fitted=False)
-            for i, sample in enumerate(samples)
-        ]
-        law.intervals = _read_intervals(data.get("intervals", {}), source)
-        law.n_points = _read_field(data, "n_points", int, 0, source, "a whole number")
-        law.points_digest = _read_field(data, "points_digest", str, "", source, "a string")
-        law.excluded = _read_field(data, "excluded", list, [], source, "a list")
-        law.objective = _read_field(data, "objective", float, None, source, "a number or null")
-        law.details = _read_field(data, "details", dict, {}, source, "an object")
-        law.version = _read_field(data, "version", str, "", source, "a string")
-        if problem := law_cls.details_problem(law.details) or _resamples_problem(law):
-            raise FitError(f"{source}: details: {problem}")
-        return law
+        """The law a fit file holds, every field checked first (``fitfile.law_from``)."""
+        return fitfile.law_from(data, source, LAWS, cls)
 
     @classmethod
     def from_json(cls, source: str | Path) -> Law:
         """A law from a fit file (path) or from the JSON text itself."""
-        text = str(source)
-        label = "fit file"
-        if not text.lstrip().startswith("{"):
-            path = Path(source)
-            label = str(path)
-            if not path.is_file():
-                raise FitError(f"{path}: no such fit file")
-            try:
-                text = path.read_text()
-            except (OSError, UnicodeDecodeError) as err:
-                raise FitError(f"{path}: cannot read ({err})") from None
-        if (field := _too_deep(text)) is not None:
-            raise FitError(
-                f"{label}: {field or 'the file'}: nested more than {MAX_NESTING} levels deep; "
-                "a fit file's values are numbers and lists or objects a few levels deep"
-            )
-        try:
-            data = json.loads(text)
-        except (json.JSONDecodeError, RecursionError) as err:
-            raise FitError(f"{label}: not a fit file ({err})") from None
+        data, label = fitfile.read(source)
         return cls.from_dict(data, label)
-
-
-# -- reading a fit file ------------------------------------------------------------------------
-MAX_NESTING = 64  # a fit file nests 6 levels (details, a budget's row, its intervals)
-_JSON_TOKENS = re.compile(r'"(?:[^"\\]|\\.)*"|[\[\]{}]')
-_COLON = re.compile(r"\s*:")
-
-
-def _too_deep(text: str) -> str | None:
-    """The top-level key whose value nests deeper than ``MAX_NESTING`` ('' when no key
-    holds it), or None. Python's parser recurses once per level and fails with a
-    RecursionError, which names nothing; this scan counts the levels without recursing."""
-    depth, key = 0, ""
-    for token in _JSON_TOKENS.finditer(text):
-        mark = token.group()
-        if mark[0] == '"':
-            if depth == 1 and _COLON.match(text, token.end()):
-                key = mark[1:-1]
-        elif mark in "[{":
-            depth += 1
-            if depth > MAX_NESTING:
-                return key
-        else:
-            depth -= 1
-    return None
-
-
-def _resamples_problem(law: Law) -> str | None:
-    """What is wrong with the record of which resample each bootstrap sample came from."""
-    indices = law.details.get("bootstrap_resamples")
-    if indices is None:
-        return None
-    whole = all(isinstance(i, int) and not isinstance(i, bool) and i >= 0 for i in indices)
-    if not isinstance(indices, list) or not whole or len(set(indices)) != len(indices):
-        return "bootstrap_resamples must be a list of distinct resample numbers"
-    if len(indices) != len(law.samples):
-        return f"bootstrap_resamples names {len(indices)} resamples for {len(law.samples)} samples"
-    return None
-
-
-def finite_number(value: Any) -> bool:
-    """Whether ``value`` read from JSON is a finite number (true and false are not)."""
-    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
-
-
-def _read_field(data: dict, key: str, kind: type, default: Any, source: str, allowed: str):
-    """``data[key]`` checked to be of ``kind`` (float: any number or null), else FitError."""
-    value = data.get(key, default)
-    if kind is float:
-        ok = value is None or (isinstance(value, int | float) and not isinstance(value, bool))
-    elif kind is int:
-        ok = isinstance(value, int) and not isinstance(value, bool) and value >= 0
-    else:
-        ok = isinstance(value, kind)
-    if not ok:
-        raise FitError(f"{source}: {key}: {_shown(value)} must be {allowed}")
-    return value
-
-
-def _shown(value: Any) -> str:
-    """A value as a message quotes it: short, whatever its size."""
-    text = repr(value)
-    return text if len(text) <= 40 else f"{text[:37]}..."
-
-
-def _read_params(
-    value: Any, law_cls: type[Law], source: str, field: str, fitted: bool
-) -> dict[str, float]:
-    """One set of parameters (the fit's, or a bootstrap sample's): finite numbers by name,
-    as the law needs them (``Law.params_problem``)."""
-    if not isinstance(value, dict):
-        raise FitError(f"{source}: {field}: {_shown(value)} must be an object of parameters")
-    params = {}
-    for name, number in value.items():
-        if not finite_number(number):
-            raise FitError(f"{source}: {field}.{name}: {_shown(number)} must be a finite number")
-        params[name] = float(number)
-    if problem := law_cls.params_problem(params, fitted):
-        name, message = problem
-        raise FitError(f"{source}: {field}{'.' + name if name else ''}: {message}")
-    return params
-
-
-def _read_intervals(value: Any, source: str) -> dict[str, list[float | None]]:
-    """Intervals by name, each [low, high] (null where the bootstrap gave no number)."""
-    if not isinstance(value, dict):
-        raise FitError(f"{source}: intervals: {_shown(value)} must be an object")
-    for name, pair in value.items():
-        if not (
-            isinstance(pair, list)
-            and len(pair) == 2
-            and all(end is None or finite_number(end) for end in pair)
-        ):
-            raise FitError(f"{source}: intervals.{name}: {_shown(pair)} must be [low, high]")
-    return value
-
-
-# Settings whose default is None (unset): what a fit file may hold there instead.
-OPTIONAL_SETTINGS = {
-    "flops_per_param_token": ("a positive number", lambda v: finite_number(v) and v > 0),
-    "base": ("an object of parameters", lambda v: isinstance(v, dict)),
-}
-
-
-def _read_settings(options: Any, version: int, law_cls: type[Law], source: str) -> dict:
-    """The law's settings from a fit file's ``options``, each of its default's type. Keys
-    that are not this law's settings (another toolkit version's) are passed over."""
-    if not isinstance(options, dict):
-        raise FitError(f"{source}: options: {_shown(options)} must be an object of settings")
-    options = dict(options)
-    if version == 1 and "bootstrap" in options:
-        options["bootstrap_samples"] = options.pop("bootstrap")
-    known = {**COMMON_SETTINGS, **law_cls.defaults}
-    settings = {}
-    for name, value in options.items():
-        if name not in known:
-            continue
-        if problem := _setting_problem(name, value, known[name]):
-            raise FitError(f"{source}: options.{name}: {_shown(value)} must be {problem}")
-        settings[name] = value
-    return settings
-
-
-def _setting_problem(name: str, value: Any, default: Any) -> str | None:
-    """What ``value`` must be instead, for a setting whose default is ``default``; or None."""
-    if default is None:
-        allowed, ok = OPTIONAL_SETTINGS.get(name, ("anything", lambda v: True))
-        return None if value is None or ok(value) else f"{allowed} or null"
-    if isinstance(default, bool):
-        return None if isinstance(value, bool) else "true or false"
-    if isinstance(default, int):
-        whole = isinstance(value, int) or (isinstance(value, float) and value.is_integer())
-        return None if whole and not isinstance(value, bool) else "a whole number"
-    if isinstance(default, float):
-        return None if finite_number(value) else "a number"
-    if isinstance(default, str | dict):
-        kind = "a string" if isinstance(default, str) else "an object"
-        return None if isinstance(value, type(default)) else kind
-    return None
-
-
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, np.integer):
-        return int(value)
-    if isinstance(value, np.floating | float):
-        return float(value) if np.isfinite(value) else None
-    if isinstance(value, np.bool_):
-        return bool(value)
-    return value

@@ -10,15 +10,19 @@ R_D* and R_N* are fitted on the points that repeat data (Huber loss on log loss)
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Annotated, Any
 
 import numpy as np
-import pandas as pd
 
-from scaling.fitting.base import FitError, Law, require_varying
+from scaling.fitting import chinchilla
+from scaling.fitting.base import Fit, Law
+from scaling.fitting.errors import FitError, one_of, require_varying
 from scaling.fitting.minimize import multistart
-from scaling.fitting.parametric import ParametricLaw, _rho
-from scaling.fitting.points import Points
+from scaling.fitting.objectives import HUBER_DELTA, LOSSES, rho
+from scaling.fitting.parametric import ParametricLaw
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 def effective(unique, repeats, r_star):
@@ -28,9 +32,9 @@ def effective(unique, repeats, r_star):
 
 class DataConstrainedLaw(Law):
     """Points need ``unique_tokens``. As Muennighoff et al. fit it: the base law
-    E + A/N^α + B/D^β from the single-epoch points (or given: setting ``base``, the parameters
+    E + A/N^α + B/D^β from the single-epoch points (or given: parameter ``base``, the parameters
     of a parametric fit; ``scaling fit --base FIT.json``), optionally with ``tie_exponents``
-    (α = β, the paper's choice), ``loss`` and ``pinned`` as the parametric law takes them; then
+    (α = β, the paper's choice), ``objective`` and ``pinned`` as the parametric law takes them; then
     R_D* and R_N* on every point (single-epoch points inform R_N* too: a model larger than the
     optimum for its unique data has "repeated" parameters). The bootstrap refits everything
     fitted here, the base law included. ``details["profile"]`` holds the objective with each R*
@@ -43,23 +47,49 @@ class DataConstrainedLaw(Law):
 
     law = "data-constrained"
     formula = "L = E + A/N'^alpha + B/D'^beta (effective N', D' of Muennighoff et al. 2023)"
-    defaults: ClassVar[dict[str, Any]] = {
-        "base": None,
-        "tie_exponents": False,
-        "loss": "huber",
-        "pinned": {},
-    }
     answers = frozenset({"loss"})
     covariates = ("unique_tokens",)
     parameters = (*ParametricLaw.parameters, "R_D_star", "R_N_star")
     positive_params = (*ParametricLaw.positive_params, "R_D_star", "R_N_star")
     positive_in_fit = ParametricLaw.positive_in_fit
 
+    def __init__(
+        self,
+        *,
+        base: Annotated[
+            dict[str, float] | None,
+            "The base law's E, A, B, alpha, beta (a parametric fit's); None: fit it on the "
+            "single-epoch points.",
+        ] = None,
+        tie_exponents: Annotated[bool, "One exponent: alpha = beta."] = False,
+        objective: Annotated[str, "The objective on log loss: huber, l2 or l1."] = "huber",
+        pinned: Annotated[dict[str, float] | None, "Parameters held fixed, e.g. E=1.69."] = None,
+        **common: Any,
+    ):
+        self.base = base
+        self.tie_exponents = tie_exponents
+        self.objective = objective  # not ``loss``: that is the question the law answers
+        self.pinned = pinned
+        super().__init__(**common)
+
+    def _check(self) -> None:
+        super()._check()
+        one_of("objective", self.objective, LOSSES)
+        chinchilla.check_pinned(self.pinned)
+        if self.base is not None:
+            missing = [k for k in BASE if k not in self.base]
+            if missing:
+                raise FitError(
+                    f"the base law has no {missing[0]}; give a parametric law's parameters",
+                    param="base",
+                    value=sorted(self.base),
+                )
+
     def loss(self, params, tokens, sample=None, unique_tokens=None, **covariates):
-        p = sample or self.params
+        p = sample or self.params_
         N, D = np.asarray(params, float), np.asarray(tokens, float)
         U = D if unique_tokens is None else np.asarray(unique_tokens, float)
-        base = ParametricLaw._derived(p)
+        base = chinchilla.allocation(p)
         # the compute-optimal size for U unique tokens: D_opt(C) = U, so C/6 = (U·G)^(1/b)
         n_opt_u = base["G"] * (U * base["G"]) ** (base["a"] / base["b"])
         u_n = np.minimum(n_opt_u, N)
@@ -71,10 +101,11 @@ class DataConstrainedLaw(Law):
         return (frame["tokens"] > frame["unique_tokens"] * (1 + 1e-9)).to_numpy()
 
     def _base_law(self) -> ParametricLaw:
-        s = self.settings
-        return ParametricLaw(tie_exponents=s["tie_exponents"], loss=s["loss"], pinned=s["pinned"])
+        return ParametricLaw(
+            tie_exponents=self.tie_exponents, objective=self.objective, pinned=self.pinned
+        )
 
-    def _fit(self, points):
+    def _fit(self, points) -> Fit:
         frame = points.frame
         if "unique_tokens" not in frame or frame["unique_tokens"].isna().any():
             raise FitError(
@@ -87,28 +118,19 @@ class DataConstrainedLaw(Law):
                 f"{points.source}: fewer than 2 points repeat data (tokens > "
                 "unique_tokens); nothing to fit R_D*, R_N* on"
             )
-        given = self.settings["base"]
         base_objective = None
-        if given is None:
-            single = Points(frame[~repeated].reset_index(drop=True), [], points.source)
-            fitted = self._base_law().fit(single)
-            base, base_objective = fitted.params, fitted.objective
+        if self.base is None:
+            fitted = self._base_law().fit(points.subset(frame[~repeated]))
+            base, base_objective = fitted.params_, fitted.objective_
         else:
-            missing = [k for k in BASE if k not in given]
-            if missing:
-                raise FitError(
-                    f"the base law has no {missing[0]}; give a parametric law's parameters",
-                    param="base",
-                    value=sorted(given),
-                )
-            base = given
+            base = self.base
         base = {k: float(base[k]) for k in BASE}
         stars, objective = _fit_stars(frame, base)
         profile = _profile(frame, {**base, **stars})
         details: dict[str, Any] = {
             "single_epoch_points": int((~repeated).sum()),
             "repeated_points": int(repeated.sum()),
-            "base": "given" if given is not None else "fitted on the single-epoch points",
+            "base": "given" if self.base is not None else "fitted on the single-epoch points",
             "base_objective": base_objective,
             "profile": profile,
         }
@@ -119,22 +141,20 @@ class DataConstrainedLaw(Law):
                 f"the RMS log-residual by less than {WEAK_RISE:.0e}; read it as a bound"
                 for name in weak
             ]
-        return {**base, **stars}, float(objective), details
+        return Fit({**base, **stars}, float(objective), details)
 
-    def _refit(self, frame, params):
+    def _refit(self, points, found: Fit):
+        frame, params = points.frame, found.params
         base = {k: params[k] for k in BASE}
-        if self.settings["base"] is None:  # the base was fitted here: refit it too
+        if self.base is None:  # the base was fitted here: refit it too
             single = frame[~self._repeated(frame)]
             if len(single) < 6:
                 return None
-            problem = self._base_law()._problem(single)
-            start = np.array([np.log(base["E"]), np.log(base["A"]), np.log(base["B"])])
-            start = np.r_[start, base["alpha"], base["beta"]][problem.free]
-            result = problem.minimize(start)
+            problem = self._base_law().problem(single)
+            result = problem.minimize(chinchilla.internal(base)[problem.free])
             if not np.isfinite(result.fun):
                 return None
-            e, a, b, alpha, beta = problem.full(result.x)
-            base = {"E": np.exp(e), "A": np.exp(a), "B": np.exp(b), "alpha": alpha, "beta": beta}
+            base = chinchilla.natural(problem.full(result.x))
         return {**base, **_fit_stars(frame, base, start=params)[0]}
 
 
@@ -163,7 +183,7 @@ def _profile(frame: pd.DataFrame, p: dict[str, float]) -> dict[str, dict[str, fl
 
 
 def _fit_stars(
-    frame: pd.DataFrame, base: dict[str, float], delta: float = 1e-3, start=None
+    frame: pd.DataFrame, base: dict[str, float], delta: float = HUBER_DELTA, start=None
 ) -> tuple[dict[str, float], float]:
     law = DataConstrainedLaw.from_params({**base, "R_D_star": 1.0, "R_N_star": 1.0})
     N, D, U = (frame[c].to_numpy(float) for c in ("params", "tokens", "unique_tokens"))
@@ -171,7 +191,7 @@ def _fit_stars(
 
     def objective(theta):
         p = {**base, "R_D_star": np.exp(theta[0]), "R_N_star": np.exp(theta[1])}
-        return _rho(np.log(law.loss(N, D, p, unique_tokens=U)) - t, "huber", delta)[0].sum()
+        return rho(np.log(law.loss(N, D, p, unique_tokens=U)) - t, "huber", delta)[0].sum()
 
     starts = [[1, 1], [5, 5], [15, 5], [15, 15], [50, 50], [0.5, 5]]
     if start is not None:  # a bootstrap refit: from the full fit's values
@@ -185,9 +205,9 @@ def _fit_stars(
     return {"R_D_star": float(np.exp(best.x[0])), "R_N_star": float(np.exp(best.x[1]))}, best.fun
 
 
-def fit_data_constrained(data, base=None, **settings: Any) -> DataConstrainedLaw:
-    """``DataConstrainedLaw(**settings).fit(data)``; ``base``: a single-epoch ParametricLaw
+def fit_data_constrained(data, base=None, **parameters: Any) -> DataConstrainedLaw:
+    """``DataConstrainedLaw(**parameters).fit(data)``; ``base``: a single-epoch ParametricLaw
     (or its parameters)."""
-    if base is not None and hasattr(base, "params"):
-        base = dict(base.params)
-    return DataConstrainedLaw(base=base, **settings).fit(data)
+    if isinstance(base, ParametricLaw):
+        base = dict(base.params_)
+    return DataConstrainedLaw(base=base, **parameters).fit(data)

@@ -6,14 +6,16 @@ a function of N and D (the parametric law), then a sigmoid link from loss to the
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Annotated, Any
 
 import numpy as np
-import pandas as pd
-from scipy.optimize import curve_fit
 
-from scaling.fitting.base import FitError, Law, require_varying
+from scaling.fitting.base import Fit, Law
+from scaling.fitting.errors import FitError, require_varying
 from scaling.fitting.parametric import ParametricLaw
+
+if TYPE_CHECKING:
+    pass
 
 
 def sigmoid(loss, low, high, k, l0):
@@ -21,8 +23,8 @@ def sigmoid(loss, low, high, k, l0):
 
 
 class DownstreamLaw(Law):
-    """Points need a task-metric column (setting ``metric``, e.g. accuracy) beside params,
-    tokens and loss.
+    """Points need a task-metric column (parameter ``metric``, e.g. accuracy) beside params,
+    tokens and loss. Every answer adds the metric there (``link``).
 
     What the points identify, else the fit is refused: what the parametric law needs for
     the loss, and metric values that differ (the sigmoid's four parameters are anything
@@ -30,73 +32,87 @@ class DownstreamLaw(Law):
 
     law = "downstream"
     formula = "metric = low + (high - low) / (1 + exp(k (L(N, D) - L0))), L(N, D) parametric"
-    defaults: ClassVar[dict[str, Any]] = {"metric": "accuracy", "flops_per_param_token": None}
     answers = frozenset({"loss", "optimum"})
     parameters = (*ParametricLaw.parameters, "low", "high", "k", "L0")
     positive_params = ParametricLaw.positive_params
     positive_in_fit = ParametricLaw.positive_in_fit
 
+    def __init__(
+        self,
+        *,
+        metric: Annotated[str, "The task metric's column (the downstream law)."] = "accuracy",
+        **common: Any,
+    ):
+        self.metric = metric
+        super().__init__(**common)
+
     def _loss_law(self, sample=None) -> ParametricLaw:
-        p = sample or self.params
+        p = sample or self.params_
         return ParametricLaw.from_params(
-            {k: p[k] for k in ("E", "A", "B", "alpha", "beta")},
-            flops_per_param_token=self.settings["flops_per_param_token"],
+            {k: p[k] for k in ("E", "A", "B", "alpha", "beta")}, compute=self.compute_
         )
 
-    def metric(self, loss, sample=None):
-        p = sample or self.params
+    def link(self, loss, sample=None):
+        """The task metric at ``loss``: the fitted sigmoid."""
+        p = sample or self.params_
         return sigmoid(loss, p["low"], p["high"], p["k"], p["L0"])
 
     def loss(self, params, tokens, sample=None, **covariates):
         return self._loss_law(sample).loss(params, tokens)
 
+    def at(self, params, tokens, sample=None, **covariates) -> dict:
+        out = super().at(params, tokens, sample, **covariates)
+        out["metric"] = float(self.link(out["loss"], sample))
+        return out
+
     def optimum(self, compute, sample=None):
-        return self._loss_law(sample).optimum(compute)
+        out = self._loss_law(sample).optimum(compute)
+        out["metric"] = float(self.link(out["loss"], sample))
+        return out
 
     def compute_for(self, sample=None, params=None, tokens=None):
         return self._loss_law(sample).compute_for(params=params, tokens=tokens)
 
-    def _answer(self, sample, compute, params, tokens, covariates):
-        out = super()._answer(sample, compute, params, tokens, covariates)
-        out["metric"] = float(self.metric(out["loss"], sample))
-        return out
-
-    def _fit(self, points):
+    def _fit(self, points) -> Fit:
         frame = points.frame
-        metric = self.settings["metric"]
-        if metric not in frame:
+        if self.metric not in frame:
             raise FitError(
-                f"{points.source}: no task-metric column {metric!r} (the setting metric names it)"
+                f"{points.source}: no task-metric column {self.metric!r} (the parameter metric "
+                "names it)"
             )
-        values = pd.to_numeric(frame[metric], errors="coerce").to_numpy(float)
+        import pandas as pd
+
+        values = pd.to_numeric(frame[self.metric], errors="coerce").to_numpy(float)
         if not np.isfinite(values).all():
-            raise FitError(f"{points.source}: column {metric!r} has missing or non-numeric values")
-        require_varying(values, points.source, self.law, what=f"{metric} values")
-        loss_law = ParametricLaw(flops_per_param_token=self.settings["flops_per_param_token"])
-        loss_law.fit(points)
-        self.settings["flops_per_param_token"] = loss_law.settings["flops_per_param_token"]
+            raise FitError(
+                f"{points.source}: column {self.metric!r} has missing or non-numeric values"
+            )
+        require_varying(values, points.source, self.law, what=f"{self.metric} values")
+        loss_law = ParametricLaw().fit(points)
         try:
             link = _fit_link(frame["loss"].to_numpy(float), values)
         except RuntimeError as err:
             raise FitError(f"{points.source}: the sigmoid link did not converge ({err})") from None
-        self._loss_params = loss_law.params
-        return {**loss_law.params, **link}, loss_law.objective, {}
+        # the bootstrap refits the link alone, on the loss law fitted here
+        return Fit({**loss_law.params_, **link}, loss_law.objective_, {}, loss_law.params_)
 
-    def _refit(self, frame, params):
-        metric = self.settings["metric"]
+    def _refit(self, points, found: Fit):
+        frame = points.frame
         try:
-            link = _fit_link(frame["loss"].to_numpy(float), frame[metric].to_numpy(float))
+            link = _fit_link(frame["loss"].to_numpy(float), frame[self.metric].to_numpy(float))
         except RuntimeError:
             return None
-        return {**self._loss_params, **link}
+        return {**found.warm, **link}
 
 
 def _fit_link(loss: np.ndarray, metric: np.ndarray) -> dict[str, float]:
+    from scipy.optimize import curve_fit  # scipy loads when a law fits, not on import
+
     start = [metric.min(), metric.max(), 5.0, float(np.median(loss))]
     (low, high, k, l0), _ = curve_fit(sigmoid, loss, metric, p0=start, maxfev=20000)
     return {"low": float(low), "high": float(high), "k": float(k), "L0": float(l0)}
 
 
-def fit_downstream(data, **settings: Any) -> DownstreamLaw:
-    """``DownstreamLaw(**settings).fit(data)``."""
-    return DownstreamLaw(**settings).fit(data)
+def fit_downstream(data, **parameters: Any) -> DownstreamLaw:
+    """``DownstreamLaw(**parameters).fit(data)``."""
+    return DownstreamLaw(**parameters).fit(data)

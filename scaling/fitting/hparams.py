@@ -9,20 +9,24 @@ a later sweep's learning rate and batch size.
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Annotated, Any
 
 import numpy as np
-import pandas as pd
 
-from scaling.fitting.base import FitError, Law, all_equal
-from scaling.fitting.isoflop import _vertex
+from scaling.fitting.base import Fit, Law
+from scaling.fitting.errors import FitError, all_equal, one_of
+from scaling.fitting.objectives import parabola_vertex
 from scaling.fitting.powerlaw import evaluate, fit_power_law
 
+if TYPE_CHECKING:
+    import pandas as pd
+
 HPARAMS = ("lr", "batch_tokens")
+METHODS = ("near-optimal", "parabola")
 
 
 class HparamsLaw(Law):
-    """Settings: ``method`` (near-optimal or parabola), ``tolerance`` (near-optimal: within
+    """Parameters: ``method`` (near-optimal or parabola), ``tolerance`` (near-optimal: within
     this fraction of the best loss).
 
     What the points identify: a budget's optimum needs losses that differ (where all are
@@ -32,8 +36,24 @@ class HparamsLaw(Law):
 
     law = "hparams"
     formula = "lr_opt = k_lr * C^e_lr; batch_opt = k_batch * C^e_batch"
-    defaults: ClassVar[dict[str, Any]] = {"method": "near-optimal", "tolerance": 0.005}
     answers = frozenset({"hyperparameters"})
+
+    def __init__(
+        self,
+        *,
+        method: Annotated[str, "Hparams optimum: near-optimal or parabola."] = "near-optimal",
+        tolerance: Annotated[
+            float, "Hparams near-optimal: the runs within this fraction of the best loss."
+        ] = 0.005,
+        **common: Any,
+    ):
+        self.method = method
+        self.tolerance = tolerance
+        super().__init__(**common)
+
+    def _check(self) -> None:
+        super()._check()
+        one_of("method", self.method, METHODS)
 
     @classmethod
     def params_problem(cls, params: dict[str, float], fitted: bool) -> tuple[str, str] | None:
@@ -51,7 +71,7 @@ class HparamsLaw(Law):
         return None
 
     def hyperparameters(self, compute: float, sample=None) -> dict[str, float]:
-        p = sample or self.params
+        p = sample or self.params_
         out = {}
         if "k_lr" in p:
             out["lr"] = float(evaluate(p["k_lr"], p["e_lr"], compute))
@@ -59,7 +79,7 @@ class HparamsLaw(Law):
             out["batch_tokens"] = float(evaluate(p["k_batch"], p["e_batch"], compute))
         return out
 
-    def _fit(self, points):
+    def _fit(self, points) -> Fit:
         frame = points.frame
         names = [
             n for n in HPARAMS if n in frame and frame[n].notna().all() and frame[n].nunique() > 1
@@ -69,29 +89,24 @@ class HparamsLaw(Law):
                 f"{points.source}: the hparams law needs runs that vary 'lr' or "
                 "'batch_tokens' (columns missing, empty or constant)"
             )
-        method, tolerance = self.settings["method"], float(self.settings["tolerance"])
-        if method not in ("near-optimal", "parabola"):
-            raise FitError("must be 'near-optimal' or 'parabola'", param="method", value=method)
-        optima = hparam_optima(frame, names, method, tolerance)
+        optima = hparam_optima(frame, names, self.method, float(self.tolerance))
         params = _fit_laws(optima, names)
         if params is None:
             raise FitError(
                 f"{points.source}: fewer than 2 budgets have an optimum for "
                 f"{' and '.join(names)} ({len(optima)} budget(s) in the points)"
             )
-        self._names = names
         details = {
             "fitted": names,
             "budgets": optima.to_dict(orient="records"),
             "joint": _fit_joint(optima, names),
         }
-        return params, None, details
+        return Fit(params, None, details, warm=names)
 
-    def _refit(self, frame, params):
-        s = self.settings
-        return _fit_laws(
-            hparam_optima(frame, self._names, s["method"], float(s["tolerance"])), self._names
-        )
+    def _refit(self, points, found: Fit):
+        names = found.warm  # the hyperparameters the fit found varied
+        optima = hparam_optima(points.frame, names, self.method, float(self.tolerance))
+        return _fit_laws(optima, names)
 
 
 def _budget_optimum(group: pd.DataFrame, names: list[str], method: str, tolerance: float):
@@ -119,7 +134,7 @@ def _budget_optimum(group: pd.DataFrame, names: list[str], method: str, toleranc
         line = group
         for other in others:  # vary this hyperparameter alone, the others at the best run's
             line = line[np.isclose(line[other], best[other])]
-        vertex, _, reason = _vertex(np.log(line[name].to_numpy()), line["loss"].to_numpy())
+        vertex, _, reason = parabola_vertex(np.log(line[name].to_numpy()), line["loss"].to_numpy())
         out[name] = float(np.exp(vertex)) if vertex is not None else np.nan
         if reason:
             out[f"{name}_reason"] = reason
@@ -127,6 +142,8 @@ def _budget_optimum(group: pd.DataFrame, names: list[str], method: str, toleranc
 
 
 def hparam_optima(frame, names, method="near-optimal", tolerance=0.005) -> pd.DataFrame:
+    import pandas as pd
+
     return pd.DataFrame(
         [_budget_optimum(g, names, method, tolerance) for _, g in frame.groupby("budget")]
     )
@@ -143,10 +160,10 @@ def _fit_laws(optima: pd.DataFrame, names: list[str]) -> dict[str, float] | None
     return params
 
 
-def fit_hparams(data, **settings: Any) -> HparamsLaw:
-    """``HparamsLaw(**settings).fit(data)``: η_opt(C) and/or B_opt(C) from runs that vary
+def fit_hparams(data, **parameters: Any) -> HparamsLaw:
+    """``HparamsLaw(**parameters).fit(data)``: η_opt(C) and/or B_opt(C) from runs that vary
     ``lr`` and/or ``batch_tokens`` at several budgets."""
-    return HparamsLaw(**settings).fit(data)
+    return HparamsLaw(**parameters).fit(data)
 
 
 def _fit_joint(optima: pd.DataFrame, names: list[str]) -> dict[str, Any]:

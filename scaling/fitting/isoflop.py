@@ -1,28 +1,26 @@
-"""Chinchilla Approaches 1 (envelope) and 2 (IsoFLOP profiles).
-
-Both find compute-optimal (C, N_opt, D_opt) triples and fit N_opt = k_N·C^a and
-D_opt = k_D·C^b (and the loss at the optimum, L_opt = k_L·C^c, a local description that does
-not saturate: trust it only near the fitted budgets).
+"""Chinchilla Approach 2 (IsoFLOP profiles) and what it shares with Approach 1 (the envelope,
+``fitting.envelope``): compute-optimal (C, N_opt, D_opt) triples, and power laws
+N_opt = k_N·C^a and D_opt = k_D·C^b through them (and the loss at the optimum,
+L_opt = k_L·C^c, a local description that does not saturate: trust it only near the fitted
+budgets).
 """
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Annotated, Any
 
 import numpy as np
-import pandas as pd
 
 from scaling.fitting.akima import SEED_NOISE, budget_optimum, check_seed_noise, replicate_intervals
-from scaling.fitting.base import (
-    FitError,
-    Law,
-    all_equal,
-    blas_threads,
-    finite_number,
-    percentile_interval,
-    require_varying,
-)
+from scaling.fitting.base import Fit, Law
+from scaling.fitting.compute import Compute
+from scaling.fitting.errors import FitError, all_equal, finite_number, one_of
+from scaling.fitting.objectives import parabola, parabola_vertex
+from scaling.fitting.parametric import ParametricLaw
 from scaling.fitting.powerlaw import evaluate, fit_power_law, invert
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 class AllocationLaw(Law):
@@ -62,16 +60,16 @@ class AllocationLaw(Law):
         return None
 
     def allocation_exponents(self) -> dict[str, float]:
-        return {"a": self.params["a"], "b": self.params["b"]} if self.params else {}
+        return {"a": self.params_["a"], "b": self.params_["b"]} if self.params_ else {}
 
     def compute_for(self, sample=None, params=None, tokens=None) -> float:
-        p = sample or self.params
+        p = sample or self.params_
         if params is not None:
             return float(invert(p["k_N"], p["a"], params))
         return float(invert(p["k_D"], p["b"], tokens))
 
     def optimum(self, compute: float, sample: dict[str, float] | None = None) -> dict[str, float]:
-        p = sample or self.params
+        p = sample or self.params_
         N, D = evaluate(p["k_N"], p["a"], compute), evaluate(p["k_D"], p["b"], compute)
         return {
             "compute": float(compute),
@@ -83,7 +81,9 @@ class AllocationLaw(Law):
 
     def budget_optima(self) -> pd.DataFrame:
         """The per-budget optima the power laws were fitted through (column ``used``)."""
-        rows = self.details.get("budgets") or self.details.get("optima") or []
+        import pandas as pd
+
+        rows = self.details_.get("budgets") or self.details_.get("optima") or []
         frame = pd.DataFrame(rows)
         if "used" not in frame:
             frame["used"] = True
@@ -96,16 +96,16 @@ OPTIMA = ("parabola", "parametric", "bootstrap", "akima")
 class IsoFLOPLaw(AllocationLaw):
     """Approach 2. Per budget, a parabola of loss in log N (and in log D); its vertex is the
     optimum. A budget with fewer than 3 sizes, no minimum, or a vertex outside its sampled
-    range is left out with the reason. Settings: ``optimum="parametric"`` takes each kept
+    range is left out with the reason. ``budget_optimum="parametric"`` takes each kept
     budget's optimum from an Approach 3 fit instead (no parabola bias under asymmetric
-    sampling); ``optimum="bootstrap"`` estimates it as Porian et al. (2024) do: the median
-    vertex over resamples of the budget's points, its spread weighting the power-law fit, and
-    budgets whose minimum lies at the edge kept; ``optimum="akima"`` is Porian et al.'s
-    estimator as their code computes it (``scaling.fitting.akima``: an Akima interpolation's
-    argmin on a dense grid, its median over replicates with ``seed_noise`` added to the losses,
-    budgets whose minimum lies at an edge left out, the power laws weighted by the spreads);
-    ``flops_per_param_token`` (None: the points' own) converts a vertex in N to tokens where
-    the profile in D has no vertex.
+    sampling); ``budget_optimum="bootstrap"`` estimates it as Porian et al. (2024) do: the
+    median vertex over resamples of the budget's points, its spread weighting the power-law
+    fit, and budgets whose minimum lies at the edge kept; ``budget_optimum="akima"`` is Porian
+    et al.'s estimator as their code computes it (``scaling.fitting.akima``: an Akima
+    interpolation's argmin on a dense grid, its median over replicates with ``seed_noise``
+    added to the losses, budgets whose minimum lies at an edge left out, the power laws
+    weighted by the spreads). Where the profile in D has no vertex, the tokens follow from the
+    vertex in N as the points counted compute (``compute_``).
 
     What the points identify: a budget's optimum needs 3 or more distinct sizes whose losses
     differ (through equal losses a parabola curves up or down by round-off alone, so such a
@@ -113,37 +113,44 @@ class IsoFLOPLaw(AllocationLaw):
     with fewer the fit is refused."""
 
     law = "isoflop"
-    defaults: ClassVar[dict[str, Any]] = {
-        "optimum": "parabola",
-        "flops_per_param_token": None,
-        "seed_noise": SEED_NOISE,
-    }
 
-    def __init__(self, **settings: Any):
-        super().__init__(**settings)
-        check_seed_noise(self.settings["seed_noise"], self.settings["optimum"])
+    def __init__(
+        self,
+        *,
+        budget_optimum: Annotated[
+            str,
+            "IsoFLOP optimum: parabola, parametric, bootstrap (parabola vertices over "
+            "resamples) or akima (Porian et al.'s estimator as their code computes it).",
+        ] = "parabola",
+        seed_noise: Annotated[
+            float,
+            "optimum=akima: the standard deviation of the noise added to each loss in its 1000 "
+            "replicates; 0.002, what Porian et al.'s code adds for RefinedWeb (0.01 for "
+            "OpenWebText2): a constant per dataset, not estimated from the points.",
+        ] = SEED_NOISE,
+        **common: Any,
+    ):
+        self.budget_optimum = budget_optimum  # not ``optimum``: that is the question it answers
+        self.seed_noise = seed_noise
+        super().__init__(**common)
 
-    def _fit(self, points):
+    def _check(self) -> None:
+        super()._check()
+        one_of("budget_optimum", self.budget_optimum, OPTIMA)
+        check_seed_noise(self.seed_noise, self.budget_optimum)
+
+    def _fit(self, points) -> Fit:
         frame = points.frame
-        optimum = self.settings["optimum"]
-        if optimum not in OPTIMA:
-            raise FitError(f"must be one of {', '.join(OPTIMA)}", param="optimum", value=optimum)
-        if self.settings["flops_per_param_token"] is None:
-            self.settings["flops_per_param_token"] = points.flops_per_param_token
         n_budgets = frame["budget"].nunique()
         if n_budgets < 2:
             raise FitError(
                 f"{points.source}: an IsoFLOP fit needs at least 2 budgets; the points "
                 f"form {n_budgets} (give a budget column, or a wider budget_tolerance)"
             )
-        self._parametric = None
-        if optimum == "parametric":
-            from scaling.fitting.parametric import ParametricLaw
-
-            self._parametric = ParametricLaw(
-                flops_per_param_token=self.settings["flops_per_param_token"]
-            ).fit(points)
-        optima = self._optima(frame)
+        # optimum="parametric": one Approach 3 fit, asked for every budget's optimum in the
+        # fit and in its bootstrap resamples alike (it is not refitted per resample)
+        parametric = ParametricLaw().fit(points) if self.budget_optimum == "parametric" else None
+        optima = self._optima(points, parametric)
         used = optima[optima["used"]]
         if len(used) < 2:
             by_reason: dict[str, list[str]] = {}  # one reason once, with its budgets
@@ -156,78 +163,25 @@ class IsoFLOPLaw(AllocationLaw):
             )
         details: dict[str, Any] = {}
         if "_stars" in optima:  # Porian et al.'s own interval of a and b, from the replicates
-            details["seed_noise_intervals"] = replicate_intervals(used, self.settings["level"])
+            details["seed_noise_intervals"] = replicate_intervals(used, self.level)
             optima = optima.drop(columns="_stars")
         budgets = optima.to_dict(orient="records")
-        return _fit_allocation(used), None, {"budgets": budgets, **details}
+        return Fit(_fit_allocation(used), None, {"budgets": budgets, **details}, parametric)
 
-    def _optima(self, frame: pd.DataFrame) -> pd.DataFrame:
-        k, s = float(self.settings["flops_per_param_token"] or 6.0), self.settings
-        return isoflop_optima(frame, s["optimum"], k, self._parametric, s["seed_noise"], s["seed"])
+    def _optima(self, points, parametric) -> pd.DataFrame:
+        return isoflop_optima(
+            points.frame,
+            self.budget_optimum,
+            points.compute,
+            parametric,
+            self.seed_noise,
+            self.seed,
+        )
 
-    def _refit(self, frame, params):
-        kept = self._optima(frame)
+    def _refit(self, points, found: Fit):
+        kept = self._optima(points, found.warm)
         kept = kept[kept["used"]]
         return _fit_allocation(kept) if len(kept) >= 2 else None
-
-
-class EnvelopeLaw(AllocationLaw):
-    """Approach 1 from loss curves (``fit`` takes the curves of ``results.load_curves``:
-    run_id, params, tokens, flops, loss per logged step): at ``n_grid`` log-spaced FLOP values,
-    the run of least loss; power laws through those. Bootstrap resamples whole runs.
-
-    What the curves identify: losses that differ (where every loss is equal no run is better
-    than another, and the winner would be an accident of order) and at least 2 model sizes
-    winning somewhere; otherwise the fit is refused."""
-
-    law = "envelope"
-    defaults: ClassVar[dict[str, Any]] = {"n_grid": 20}
-
-    def fit(self, data, source: str = "curves") -> EnvelopeLaw:
-        curves = data.frame if hasattr(data, "frame") else data
-        needed = {"run_id", "params", "tokens", "flops", "loss"} - set(curves)
-        if needed:
-            raise FitError(
-                f"{source}: the envelope needs loss curves with columns run_id, params, "
-                f"tokens, flops, loss; missing {', '.join(sorted(needed))}"
-            )
-        curves = curves[(curves["flops"] > 0) & np.isfinite(curves["loss"])]
-        if curves["params"].nunique() < 2:
-            raise FitError(f"{source}: the envelope needs runs of at least 2 model sizes")
-        require_varying(curves["loss"], source, self.law)
-        n_grid = int(self.settings["n_grid"])
-        optima = envelope_optima(curves, n_grid)
-        if optima["params"].nunique() < 2:
-            raise FitError(
-                f"{source}: one model size wins at every compute; the envelope has no "
-                "slope (train smaller and larger models)"
-            )
-        # Bootstrap over runs: a run drawn twice enters twice, under two names.
-        runs = [run for _, run in curves.groupby("run_id", sort=True)]
-        rng = np.random.default_rng(self.settings["seed"])
-        samples = []
-        with blas_threads():
-            for _ in range(int(self.settings["bootstrap_samples"])):
-                chosen = rng.integers(0, len(runs), len(runs))
-                sample = pd.concat([runs[i].assign(run_id=j) for j, i in enumerate(chosen)])
-                found = envelope_optima(sample, n_grid)
-                if found["params"].nunique() >= 2:
-                    samples.append(_fit_allocation(found))
-        self.settings["bootstrap_unit"] = "runs"
-        level = self.settings["level"]
-        self.params = _fit_allocation(optima)
-        self.samples = samples
-        self.intervals = (
-            {
-                key: percentile_interval(np.array([s[key] for s in samples]), level)
-                for key in self.params
-            }
-            if samples
-            else {}
-        )
-        self.n_points, self.points_digest, self.excluded = len(curves), "", []
-        self.details = {"optima": optima.to_dict(orient="records")}
-        return self
 
 
 def _fit_allocation(optima: pd.DataFrame) -> dict[str, float]:
@@ -258,15 +212,10 @@ def _bootstrap_vertex(x: np.ndarray, loss: np.ndarray, seed: int) -> dict[str, A
     vertices, minima = [], []
     for _ in range(BUDGET_RESAMPLES):
         take = rng.integers(0, len(x), len(x))
-        if len(np.unique(x[take])) < 3:
-            continue
-        c2, c1, c0 = np.polyfit(x[take], loss[take], 2)
-        if c2 <= 0:
-            continue
-        vertex = -c1 / (2 * c2)
-        if low - margin <= vertex <= high + margin:
+        vertex, minimum, _ = parabola_vertex(x[take], loss[take], (low - margin, high + margin))
+        if vertex is not None:
             vertices.append(vertex)
-            minima.append(c0 - c1 * c1 / (4 * c2))
+            minima.append(minimum)
     if len(vertices) < BUDGET_RESAMPLES / 2:
         return None
     vertices = np.array(vertices)
@@ -278,32 +227,22 @@ def _bootstrap_vertex(x: np.ndarray, loss: np.ndarray, seed: int) -> dict[str, A
     }
 
 
-def _vertex(x: np.ndarray, loss: np.ndarray) -> tuple[float | None, float | None, str]:
-    """Vertex (x*, loss*) of a parabola through (x, loss), or None and why not."""
-    if len(x) < 3 or len(np.unique(x)) < 3:
-        return None, None, f"{len(np.unique(x))} distinct sizes (a parabola needs 3)"
-    if all_equal(loss):  # a parabola through equal losses curves up or down by round-off
-        return None, None, "its losses are all equal (no minimum to find)"
-    c2, c1, c0 = np.polyfit(x, loss, 2)
-    if c2 <= 0:
-        return None, None, "the profile has no minimum (parabola opens downwards)"
-    vertex = -c1 / (2 * c2)
-    if not x.min() <= vertex <= x.max():
-        return None, None, "the minimum lies outside the sampled sizes"
-    return float(vertex), float(c0 - c1 * c1 / (4 * c2)), ""
-
-
 def isoflop_optima(
     frame: pd.DataFrame,
     optimum: str = "parabola",
-    k: float = 6.0,
-    parametric=None,
+    compute: Compute | None = None,
+    parametric: ParametricLaw | None = None,
     seed_noise: float = SEED_NOISE,
     seed: int = 0,
 ) -> pd.DataFrame:
     """One row per budget: the optimum (params, tokens, loss), or used=False and a reason.
-    ``optimum="akima"``: ``akima.budget_optimum`` with ``seed_noise`` (its rows also hold the
-    kept replicates, ``_stars``, which the law takes and leaves out of its fit file)."""
+    ``compute``: how the points counted compute (the tokens of a vertex in N where the
+    profile in D gives none; default C = 6·N·D). ``optimum="akima"``:
+    ``akima.budget_optimum`` with ``seed_noise`` (its rows also hold the kept replicates,
+    ``_stars``, which the law takes and leaves out of its fit file)."""
+    import pandas as pd
+
+    compute = compute or Compute()
     rows = []
     for budget, group in frame.groupby("budget", sort=True):
         row: dict[str, Any] = {
@@ -316,11 +255,11 @@ def isoflop_optima(
             "reason": "",
         }
         if optimum == "akima":  # no parabola: the figure draws what the law fitted, or nothing
-            found = budget_optimum(group, float(budget), k, seed_noise, seed)
+            found = budget_optimum(group, float(budget), compute, seed_noise, seed)
             rows.append({**row, **found, "used": not found.get("reason")})
             continue
         x = np.log(group["params"].to_numpy())
-        vertex, loss, reason = _vertex(x, group["loss"].to_numpy())
+        vertex, loss, reason = parabola_vertex(x, group["loss"].to_numpy())
         if optimum == "bootstrap":
             found = (
                 _bootstrap_vertex(x, group["loss"].to_numpy(), seed=int(np.log10(budget) * 1000))
@@ -334,7 +273,7 @@ def isoflop_optima(
                 vertex, loss, reason = found["vertex"], found["loss"], ""
                 row["log_spread"] = found["log_spread"]
         if len(np.unique(x)) >= 3:  # what the profile figure draws: loss = c2·x² + c1·x + c0
-            row["parabola"] = [float(c) for c in np.polyfit(x, group["loss"].to_numpy(), 2)]
+            row["parabola"] = list(parabola(x, group["loss"].to_numpy()))
             row["log_params_range"] = [float(x.min()), float(x.max())]
         if vertex is None:
             row["reason"] = reason
@@ -343,59 +282,19 @@ def isoflop_optima(
             row.update(used=True, params=best["params"], tokens=best["tokens"], loss=best["loss"])
         elif optimum == "bootstrap":
             params = float(np.exp(vertex))
-            row.update(used=True, params=params, tokens=float(budget / (k * params)), loss=loss)
+            tokens = float(compute.tokens(budget, params))
+            row.update(used=True, params=params, tokens=tokens, loss=loss)
         else:
             y = np.log(group["tokens"].to_numpy())
-            d_vertex, _, _ = _vertex(y, group["loss"].to_numpy())
-            tokens = np.exp(d_vertex) if d_vertex is not None else budget / (k * np.exp(vertex))
+            d_vertex, _, _ = parabola_vertex(y, group["loss"].to_numpy())
+            tokens = (
+                np.exp(d_vertex) if d_vertex is not None else compute.tokens(budget, np.exp(vertex))
+            )
             row.update(used=True, params=float(np.exp(vertex)), tokens=float(tokens), loss=loss)
         rows.append(row)
     return pd.DataFrame(rows)
 
 
-def fit_isoflop(data, **settings: Any) -> IsoFLOPLaw:
-    """``IsoFLOPLaw(**settings).fit(data)``: Approach 2."""
-    return IsoFLOPLaw(**settings).fit(data)
-
-
-def envelope_optima(curves: pd.DataFrame, n_grid: int = 20) -> pd.DataFrame:
-    """At ``n_grid`` log-spaced FLOP values, the run of least loss among those whose curve
-    reaches that compute: (budget, params, tokens, loss)."""
-    runs = []
-    for run_id, run in curves.groupby("run_id", sort=True):
-        run = run.sort_values("flops")
-        runs.append(
-            (
-                run_id,
-                run["params"].iloc[0],
-                np.log(run["flops"].to_numpy()),
-                run["loss"].to_numpy(),
-                run["tokens"].to_numpy(),
-            )
-        )
-    low = min(r[2][0] for r in runs)
-    high = max(r[2][-1] for r in runs)
-    rows = []
-    for log_c in np.linspace(low, high, n_grid):
-        best = None
-        for run_id, params, log_f, loss, tokens in runs:
-            if log_f[0] <= log_c <= log_f[-1]:
-                value = np.interp(log_c, log_f, loss)
-                if best is None or value < best[0]:
-                    best = (value, params, np.interp(log_c, log_f, tokens), run_id)
-        if best is not None:
-            rows.append(
-                {
-                    "budget": float(np.exp(log_c)),
-                    "params": float(best[1]),
-                    "tokens": float(best[2]),
-                    "loss": float(best[0]),
-                    "run_id": best[3],
-                }
-            )
-    return pd.DataFrame(rows)
-
-
-def fit_envelope(curves: pd.DataFrame, source: str = "curves", **settings: Any) -> EnvelopeLaw:
-    """``EnvelopeLaw(**settings).fit(curves)``: Approach 1 from loss curves."""
-    return EnvelopeLaw(**settings).fit(curves, source=source)
+def fit_isoflop(data, **parameters: Any) -> IsoFLOPLaw:
+    """``IsoFLOPLaw(**parameters).fit(data)``: Approach 2."""
+    return IsoFLOPLaw(**parameters).fit(data)

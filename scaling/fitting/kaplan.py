@@ -9,18 +9,23 @@ on log loss, started from the one-variable fits.
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
 
-from scaling.fitting.base import FitError, Law, require_varying
+from scaling.fitting.base import Fit, Law
+from scaling.fitting.errors import FitError, require_varying
 from scaling.fitting.minimize import multistart
+from scaling.fitting.points import Points, as_points
 from scaling.fitting.powerlaw import fit_power_law
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 class KaplanLaw(Law):
-    """N is ``params_nonembedding`` where the points carry it (Kaplan's convention).
+    """N is ``params_nonembedding`` where the points carry it (Kaplan's convention): the law
+    is fitted on points sized so (``compute_.size`` says which N it takes).
 
     What the points identify, else the fit is refused: 4 or more points with 2 or more
     distinct sizes and token counts, losses that differ, and a joint fit whose scales N_c, D_c
@@ -36,21 +41,16 @@ class KaplanLaw(Law):
     positive_params = parameters
 
     def loss(self, params, tokens, sample=None, **covariates):
-        p = sample or self.params
+        p = sample or self.params_
         N, D = np.asarray(params, float), np.asarray(tokens, float)
         return ((p["N_c"] / N) ** (p["alpha_N"] / p["alpha_D"]) + p["D_c"] / D) ** p["alpha_D"]
 
-    def sizes(self, frame):
-        return frame[self.details.get("N", "params")]
+    def _data(self, data) -> Points:
+        """The points with N counted as Kaplan counts it, where they carry that count."""
+        return as_points(data).sized_by("non_embedding")
 
-    def _bootstrap_frame(self, points):
-        frame = points.frame.copy()
-        if "params_nonembedding" in frame:
-            frame["params"] = frame["params_nonembedding"].astype(float)
-        return frame
-
-    def _fit(self, points):
-        frame = self._bootstrap_frame(points)
+    def _fit(self, points) -> Fit:
+        frame = points.frame
         if len(frame) < 4 or frame["params"].nunique() < 2 or frame["tokens"].nunique() < 2:
             raise FitError(
                 f"{points.source}: the kaplan law needs at least 4 points with 2 or more "
@@ -69,17 +69,15 @@ class KaplanLaw(Law):
         params, objective = fitted
         if reason := _collapsed(params):
             raise FitError(f"{points.source}: {reason}")
-        details: dict[str, Any] = {
-            "one_variable": one_variable,
-            "N": "params_nonembedding" if "params_nonembedding" in points.frame else "params",
-        }
+        details: dict[str, Any] = {"one_variable": one_variable}
         if warnings := _vanished_terms(frame, params):
             details["warnings"] = warnings
-        return params, objective, details
+        return Fit(params, objective, details)
 
-    def _refit(self, frame, params):
-        warm = [np.log(params["N_c"]), np.log(params["D_c"]), params["alpha_N"], params["alpha_D"]]
-        result = _joint(frame, np.array([warm]))
+    def _refit(self, points, found: Fit):
+        p = found.params
+        warm = [np.log(p["N_c"]), np.log(p["D_c"]), p["alpha_N"], p["alpha_D"]]
+        result = _joint(points.frame, np.array([warm]))
         return result[0] if result and not _collapsed(result[0]) else None
 
 
@@ -179,6 +177,6 @@ def _starts(frame: pd.DataFrame) -> np.ndarray:
     )
 
 
-def fit_kaplan(data, **settings: Any) -> KaplanLaw:
-    """``KaplanLaw(**settings).fit(data)``."""
-    return KaplanLaw(**settings).fit(data)
+def fit_kaplan(data, **parameters: Any) -> KaplanLaw:
+    """``KaplanLaw(**parameters).fit(data)``."""
+    return KaplanLaw(**parameters).fit(data)

@@ -7,10 +7,12 @@ Hoffmann et al. and every replication since find the global optimum.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from scipy.optimize import OptimizeResult, least_squares, minimize
+
+if TYPE_CHECKING:
+    from scipy.optimize import OptimizeResult
 
 METHODS = ("L-BFGS-B", "Nelder-Mead", "least_squares")
 
@@ -31,6 +33,8 @@ def multistart(
     (low, high) pair; otherwise ``fun`` returns the objective (and its gradient with ``jac``)
     and ``bounds`` is scipy's per-parameter list. ``keep``: run only from the starts of least
     ``score`` (a vectorised objective over all starts, or ``fun`` at each start)."""
+    from scipy.optimize import least_squares, minimize  # scipy loads on a fit, not on import
+
     if method not in METHODS:
         raise ValueError(f"method={method!r}: one of {', '.join(METHODS)}")
     starts = np.atleast_2d(np.asarray(starts, dtype=float))

@@ -9,22 +9,26 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
-from scipy.optimize import minimize_scalar
 
-from scaling.fitting.base import FitError, Law
+from scaling.fitting import chinchilla
+from scaling.fitting.base import Fit, Law
+from scaling.fitting.errors import FitError
 from scaling.fitting.minimize import multistart
-from scaling.fitting.parametric import ParametricLaw, _Problem, _rho
-from scaling.fitting.points import Points
+from scaling.fitting.objectives import HUBER_DELTA, rho
+from scaling.fitting.parametric import ParametricLaw
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 GRANULAR = ("c", "g", "gamma", "a", "alpha", "b", "beta")
 
 
 class MoELaw(Law):
-    """Points need ``n_experts`` (0 or 1: dense) and ``params`` = active parameters.
+    """Points need ``n_experts`` (0 or 1: dense) and ``params`` = active parameters (a sweep
+    sized by active parameters gives them so: ``points.prepare_points``).
 
     What the points identify, else the fit is refused: the dense law as the parametric law
     needs it (of the dense points), and each expert count's multiplier inside its search
@@ -50,11 +54,11 @@ class MoELaw(Law):
         return super().params_problem(params, fitted)
 
     def dense(self, sample=None) -> ParametricLaw:
-        p = sample or self.params
-        return ParametricLaw.from_params({k: p[k] for k in DENSE})
+        p = sample or self.params_
+        return ParametricLaw.from_params({k: p[k] for k in DENSE}, compute=self.compute_)
 
     def multiplier(self, n_experts: int, sample=None) -> float:
-        p = sample or self.params
+        p = sample or self.params_
         if n_experts <= 1:
             return 1.0
         key = f"multiplier_{int(n_experts)}"
@@ -72,12 +76,13 @@ class MoELaw(Law):
         scaled = self.multiplier(n_experts, sample) * np.asarray(params, float)
         return self.dense(sample).loss(scaled, tokens)
 
-    def _answer(self, sample, compute, params, tokens, covariates):
-        out = super()._answer(sample, compute, params, tokens, covariates)
+    def at(self, params, tokens, sample=None, **covariates) -> dict:
+        """The loss there, and the expert count's multiplier."""
+        out = super().at(params, tokens, sample, **covariates)
         out["multiplier"] = self.multiplier(int(covariates.get("n_experts") or 0), sample)
         return out
 
-    def _fit(self, points):
+    def _fit(self, points) -> Fit:
         frame = points.frame
         if "n_experts" not in frame:
             raise FitError(
@@ -86,7 +91,7 @@ class MoELaw(Law):
         dense_rows = frame[frame["n_experts"] <= 1]
         if frame["n_experts"].max() <= 1:
             raise FitError(f"{points.source}: no MoE points (n_experts > 1) to compare with dense")
-        dense = ParametricLaw().fit(Points(dense_rows.reset_index(drop=True), [], points.source))
+        dense = ParametricLaw().fit(points.subset(dense_rows))
         multipliers = _multipliers(frame, dense)
         for name, value in multipliers.items():
             if not _inside(value):
@@ -95,35 +100,32 @@ class MoELaw(Law):
                     f"{points.source}: {name} = {value:.4g} lies on the edge of its search range "
                     f"[{low:.3g}, {high:.3g}]: the points do not identify it"
                 )
-        params = {**dense.params, **multipliers}
+        params = {**dense.params_, **multipliers}
         per_expert: dict[str, Any] = {}
         for e, group in frame[frame["n_experts"] > 1].groupby("n_experts"):
             try:
-                own = ParametricLaw().fit(Points(group.reset_index(drop=True), [], points.source))
-                per_expert[str(int(e))] = {**own.params, "n_points": len(group)}
+                own = ParametricLaw().fit(points.subset(group))
+                per_expert[str(int(e))] = {**own.params_, "n_points": len(group)}
             except FitError as err:
                 per_expert[str(int(e))] = {"skipped": str(err), "n_points": len(group)}
         details: dict[str, Any] = {"dense_points": len(dense_rows), "per_expert": per_expert}
         if "granularity" in frame and frame["granularity"].notna().all():
             details["granular"] = fit_granular(frame)
-        return params, None, details
+        return Fit(params, None, details)
 
-    def _refit(self, frame, params):
+    def _refit(self, points, found: Fit):
+        frame, params = points.frame, found.params
         sample_dense = frame[frame["n_experts"] <= 1]
         sub = ParametricLaw.from_params({k: params[k] for k in DENSE})
         if len(sample_dense) >= 6:
-            problem = _Problem(sample_dense, "huber", 1e-3, None, None)
-            start = np.log([params["E"], params["A"], params["B"]])
-            result = problem.minimize(np.r_[start, params["alpha"], params["beta"]])
-            e, a, b, alpha, beta = problem.full(result.x)
-            sub = ParametricLaw.from_params(
-                {"E": np.exp(e), "A": np.exp(a), "B": np.exp(b), "alpha": alpha, "beta": beta}
-            )
-        found = _multipliers(frame, sub)
+            problem = chinchilla.Problem(sample_dense)
+            result = problem.minimize(chinchilla.internal(params))
+            sub = ParametricLaw.from_params(chinchilla.natural(problem.full(result.x)))
+        multipliers = _multipliers(frame, sub)
         wanted = {k for k in params if k.startswith("multiplier_")}
-        if found.keys() != wanted or not all(map(_inside, found.values())):
+        if multipliers.keys() != wanted or not all(map(_inside, multipliers.values())):
             return None
-        return {**sub.params, **found}
+        return {**sub.params_, **multipliers}
 
 
 DENSE = ("E", "A", "B", "alpha", "beta")
@@ -137,11 +139,13 @@ def _inside(multiplier: float) -> bool:
 
 
 def _multiplier(dense: ParametricLaw, group: pd.DataFrame) -> float:
+    from scipy.optimize import minimize_scalar  # scipy loads when a law fits, not on import
+
     N, D = group["params"].to_numpy(float), group["tokens"].to_numpy(float)
     t = np.log(group["loss"].to_numpy(float))
 
     def objective(log_m):
-        return _rho(np.log(dense.loss(np.exp(log_m) * N, D)) - t, "huber", 1e-3)[0].sum()
+        return rho(np.log(dense.loss(np.exp(log_m) * N, D)) - t, "huber", HUBER_DELTA)[0].sum()
 
     return float(
         np.exp(
@@ -205,6 +209,6 @@ def fit_granular(frame: pd.DataFrame) -> dict[str, Any]:
     }
 
 
-def fit_moe(data, **settings: Any) -> MoELaw:
-    """``MoELaw(**settings).fit(data)``."""
-    return MoELaw(**settings).fit(data)
+def fit_moe(data, **parameters: Any) -> MoELaw:
+    """``MoELaw(**parameters).fit(data)``."""
+    return MoELaw(**parameters).fit(data)

@@ -1,22 +1,34 @@
-"""Points to fit: from a runs directory's DataFrame or any CSV/Parquet table.
+"""What laws are fitted on: points (one per run, from a runs directory's DataFrame or any
+CSV/Parquet table) and loss curves (every logged step of every run).
 
-Canonical columns: ``params``, ``tokens``, ``flops``, ``loss`` and, where known, ``budget``,
-``unique_tokens``, ``n_experts``, ``lr``, ``batch_tokens``, ``run_id``, ``status``. Any two of
-params, tokens and FLOPs suffice: the third follows from C = k·N·D (k = 6 unless told).
+Canonical columns of points: ``params``, ``tokens``, ``flops``, ``loss`` and, where known,
+``budget``, ``unique_tokens``, ``n_experts``, ``lr``, ``batch_tokens``, ``run_id``,
+``status``. Any two of params, tokens and FLOPs suffice: the third follows from C = k·N·D
+(k = 6 unless told). Points of a runs directory carry their sweep's ``flop_formula`` and
+``size``: ``params`` is N as the sweep counts it (its ``params_active`` for a sweep sized by
+active parameters), and ``compute`` is how their FLOPs were counted (``fitting.compute``).
 Every exclusion is recorded with its reason, and travels into the fit file.
+
+Each kind of data says how the bootstrap resamples it (``units``, ``resample``): points by
+point, by run or by budget; curves by whole runs.
 """
 
 from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
-import pandas as pd
 
-from scaling.fitting.base import FitError
+from scaling.fitting.compute import SIZES, Compute
+from scaling.fitting.errors import FitError, one_of
+from scaling.results import BUDGET_TOLERANCE
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 CANONICAL = (
     "params",
@@ -30,37 +42,152 @@ CANONICAL = (
     "batch_tokens",
 )
 EXCLUDED_STATUSES = ("failed", "diverged")
+SIZE_COLUMNS = {
+    "total": "params",
+    "non_embedding": "params_nonembedding",
+    "active": "params_active",
+}
+UNITS = ("points", "runs", "budgets")
+
+
+def _digest(frame: pd.DataFrame) -> str:
+    """Order-independent hash of the rows' params, tokens and loss."""
+    cols = [c for c in ("params", "tokens", "loss") if c in frame]
+    rows = sorted(tuple(f"{v:.12g}" for v in row) for row in frame[cols].to_numpy())
+    return hashlib.sha256(repr(rows).encode()).hexdigest()[:16]
+
+
+def _draw(groups: list[np.ndarray], rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Groups of rows drawn with replacement: (the rows, the draw each row belongs to)."""
+    chosen = rng.integers(0, len(groups), len(groups))
+    rows = [groups[i] for i in chosen]
+    return np.concatenate(rows), np.repeat(np.arange(len(rows)), [len(r) for r in rows])
 
 
 @dataclass
 class Points:
+    """Points to fit: a canonical ``frame``, what was left out and why (``excluded``), where
+    they came from (``source``), and the sweep's ``formula`` and ``size`` where known."""
+
     frame: pd.DataFrame
     excluded: list[dict[str, Any]] = field(default_factory=list)
     source: str = "points"
+    formula: str | None = None
+    size: str = "total"
+    units: ClassVar[tuple[str, ...]] = UNITS
+
+    def __len__(self) -> int:
+        return len(self.frame)
+
+    @cached_property
+    def digest(self) -> str:
+        """Order-independent hash of the points used."""
+        return _digest(self.frame)
+
+    @cached_property
+    def compute(self) -> Compute:
+        """How these points' compute was counted: C = k(N)·N·D (``fitting.compute``)."""
+        f = self.frame
+        return Compute.of(f["params"], f["tokens"], f["flops"], self.formula, self.size)
+
+    def sized_by(self, size: str) -> Points:
+        """The same points with N counted as ``size`` (Kaplan's non-embedding N); unchanged
+        where they do not carry that count. They keep their digest: laws fitted on them were
+        fitted on the same points, and their bootstrap samples pair."""
+        column = SIZE_COLUMNS[size]
+        if size == self.size or column not in self.frame:
+            return self
+        frame = self.frame.assign(params=self.frame[column].astype(float))
+        sized = Points(frame, self.excluded, self.source, self.formula, size)
+        sized.__dict__["digest"] = self.digest  # the cached property, set: see above
+        return sized
+
+    def column(self, name: str) -> np.ndarray:
+        if name not in self.frame:
+            raise FitError(f"{self.source}: this law needs a column {name!r}; it is missing")
+        return self.frame[name].to_numpy(dtype=float)
+
+    def subset(self, frame: pd.DataFrame, source: str | None = None) -> Points:
+        """Other points of the same sweep (a backtest's, a law's single-epoch points)."""
+        return Points(
+            frame.reset_index(drop=True), [], source or self.source, self.formula, self.size
+        )
+
+    def resample(self, unit: str, rng: np.random.Generator) -> Points:
+        """A bootstrap sample: rows, or whole runs or budgets, drawn with replacement. It
+        counts compute as these points do."""
+        frame = self.frame
+        if unit == "points":
+            rows = rng.integers(0, len(frame), len(frame))
+        else:
+            column = {"runs": "run_id", "budgets": "budget"}.get(unit)
+            if column is None:
+                raise FitError(
+                    f"must be one of {', '.join(UNITS)}", param="bootstrap_unit", value=unit
+                )
+            if column not in frame:
+                raise FitError(
+                    f"the points have no {column!r} column", param="bootstrap_unit", value=unit
+                )
+            rows, _ = _draw(list(frame.groupby(column, sort=True).indices.values()), rng)
+        sample = Points(frame.iloc[rows], [], self.source, self.formula, self.size)
+        sample.__dict__["compute"] = self.compute
+        return sample
+
+
+@dataclass
+class Curves:
+    """Loss curves (``results.load_curves``): run_id, params, tokens, flops, loss at every
+    logged step; resampled by whole runs."""
+
+    frame: pd.DataFrame
+    source: str = "curves"
+    excluded: list[dict[str, Any]] = field(default_factory=list)
+    units: ClassVar[tuple[str, ...]] = ("runs",)
 
     def __len__(self) -> int:
         return len(self.frame)
 
     @property
     def digest(self) -> str:
-        """Order-independent hash of the points used."""
-        cols = [c for c in ("params", "tokens", "loss") if c in self.frame]
-        rows = sorted(tuple(f"{v:.12g}" for v in row) for row in self.frame[cols].to_numpy())
-        return hashlib.sha256(repr(rows).encode()).hexdigest()[:16]
+        return _digest(self.frame)
 
-    @property
-    def flops_per_param_token(self) -> float:
-        """k of C = k·N·D for these points: the median of FLOPs / (N·D). 6 for a 6N sweep;
-        more for the chinchilla and exact formulas, which count attention and logits."""
-        frame = self.frame
-        if frame.empty:
-            return 6.0
-        return float(np.median(frame["flops"] / (frame["params"] * frame["tokens"])))
+    @cached_property
+    def compute(self) -> Compute:
+        f = self.frame
+        return Compute.of(f["params"], f["tokens"], f["flops"])
 
-    def column(self, name: str) -> np.ndarray:
-        if name not in self.frame:
-            raise FitError(f"{self.source}: this law needs a column {name!r}; it is missing")
-        return self.frame[name].to_numpy(dtype=float)
+    def resample(self, unit: str, rng: np.random.Generator) -> Curves:
+        """Runs drawn with replacement; a run drawn twice enters twice, under two names."""
+        if unit not in self.units:
+            raise FitError(
+                "loss curves are resampled by whole runs", param="bootstrap_unit", value=unit
+            )
+        groups = list(self.frame.groupby("run_id", sort=True).indices.values())
+        rows, draws = _draw(groups, rng)
+        frame = self.frame.iloc[rows].assign(run_id=draws)
+        sample = Curves(frame, self.source)
+        sample.__dict__["compute"] = self.compute
+        return sample
+
+
+CURVE_COLUMNS = ("run_id", "params", "tokens", "flops", "loss")
+
+
+def as_curves(data: pd.DataFrame | Curves | Points, source: str | None = None) -> Curves:
+    """Loss curves with the columns a curve law needs, the steps before any compute and
+    those of no finite loss left out."""
+    if isinstance(data, Curves):
+        return data
+    frame = data.frame if isinstance(data, Points) else data
+    source = source or getattr(data, "source", "curves")
+    needed = set(CURVE_COLUMNS) - set(frame)
+    if needed:
+        raise FitError(
+            f"{source}: the envelope needs loss curves with columns run_id, params, "
+            f"tokens, flops, loss; missing {', '.join(sorted(needed))}"
+        )
+    return Curves(frame[(frame["flops"] > 0) & np.isfinite(frame["loss"])], source)
 
 
 def as_points(data: pd.DataFrame | Points) -> Points:
@@ -68,6 +195,8 @@ def as_points(data: pd.DataFrame | Points) -> Points:
 
 
 def read_table(path: str | Path) -> pd.DataFrame:
+    import pandas as pd
+
     path = Path(path)
     if not path.is_file():
         raise FitError(f"{path}: no such file")
@@ -79,7 +208,7 @@ def read_table(path: str | Path) -> pd.DataFrame:
         raise FitError(f"{path}: cannot read the table ({err})") from None
 
 
-def group_budgets(flops: np.ndarray, tolerance: float = 0.05) -> np.ndarray:
+def group_budgets(flops: np.ndarray, tolerance: float = BUDGET_TOLERANCE) -> np.ndarray:
     """Budgets for points without one: FLOPs whose log10 lie within ``tolerance`` of their
     neighbour form one IsoFLOP group, labelled by the group's geometric mean."""
     order = np.argsort(flops)
@@ -91,18 +220,39 @@ def group_budgets(flops: np.ndarray, tolerance: float = 0.05) -> np.ndarray:
     return budgets
 
 
+def _one(frame: pd.DataFrame, column: str, source: str) -> str | None:
+    """The one value of a column every row shares (the sweep's), None where it is absent;
+    several name them all (points of sweeps that count differently)."""
+    if column not in frame:
+        return None
+    values = sorted({str(v) for v in frame[column].dropna()})
+    return ", ".join(values) or None
+
+
+def _size(frame: pd.DataFrame, source: str) -> str:
+    """What the points' N counts: the sweep's ``size`` (total where the table has none)."""
+    size = _one(frame, "size", source) or "total"
+    one_of("size", size, SIZES)
+    return size
+
+
 def prepare_points(
     df: pd.DataFrame,
     columns: dict[str, str] | None = None,
     flops_per_param_token: float = 6.0,
-    budget_tolerance: float = 0.05,
+    budget_tolerance: float = BUDGET_TOLERANCE,
     exclude: str | None = None,
     drop_highest: int = 0,
     source: str = "points",
     require: tuple[str, ...] = ("params", "tokens", "loss"),
 ) -> Points:
     """Canonical, validated points. ``columns`` maps canonical names to the table's names.
-    Rows are numbered from 1, the first row of data (a CSV's line 2)."""
+    Rows are numbered from 1, the first row of data (a CSV's line 2). A table with a ``size``
+    column (a runs directory's: the sweep's ``size``) has its N taken from the count the
+    sweep sized its models by (``params_active``, ``params_nonembedding``); the total stays
+    as ``params_total``."""
+    import pandas as pd
+
     for name, value, allowed in (
         ("flops_per_param_token", flops_per_param_token, "must be a positive number (6 for 6ND)"),
         ("budget_tolerance", budget_tolerance, "must be 0 or more (log10 FLOPs)"),
@@ -145,6 +295,13 @@ def prepare_points(
             f"{source}: no points to fit: every one of its {len(excluded)} rows is left out "
             f"({', '.join(reasons) or 'none given'})"
         )
+    size = _size(frame, source)
+    if size != "total":  # N as the sweep sized its models
+        counted = SIZE_COLUMNS[size]
+        if counted not in frame:
+            raise FitError(f"{source}: the sweep sizes models by {size} parameters; no {counted!r}")
+        frame["params_total"] = frame["params"]
+        frame["params"] = frame[counted]
     empty = [c for c in ("params", "tokens", "flops") if c in frame and frame[c].isna().all()]
     frame = frame.drop(columns=empty)  # e.g. a runs directory whose plan has no FLOPs
     known = [c for c in ("params", "tokens", "flops") if c in frame]
@@ -195,4 +352,4 @@ def prepare_points(
         worst = frame["loss"].rank(method="first", ascending=False).to_numpy() <= drop_highest
         drop(worst, f"among the {drop_highest} highest-loss points")
     frame = frame.drop(columns="_row").reset_index(drop=True)
-    return Points(frame, excluded, source)
+    return Points(frame, excluded, source, _one(frame, "flop_formula", source), size)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from scaling.fitting.base import FitError
+from scaling.fitting.errors import FitError
 
 
 def fit_power_law(x, y, sigma=None) -> tuple[float, float]:

@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
+from scaling.errors import FitError  # the ground's: no import back up into scaling.fitting
+
 if TYPE_CHECKING:
     import pandas as pd
 
@@ -94,8 +96,6 @@ def dataset(name: str) -> Dataset:
     """The dataset called ``name`` (with or without ``builtin:``); ``FitError`` if unknown."""
     message = unknown(name)
     if message:
-        from scaling.fitting.base import FitError
-
         raise FitError(message)
     return DATASETS[name.removeprefix(PREFIX)]
 

@@ -9,7 +9,8 @@ from scaling.fitting.averaging import (
     paired_intervals,
     shared_resamples,
 )
-from scaling.fitting.base import percentile_interval
+from scaling.fitting.bootstrap import percentile_interval
+from scaling.fitting.compute import Compute
 from scaling.fitting.kaplan import KaplanLaw
 from scaling.fitting.parametric import ParametricLaw
 
@@ -35,7 +36,7 @@ def test_one_law_alone_gives_its_own_prediction_and_interval():
     law = _law_with_samples(0.0)
     sizes = {"params": 1e9, "params_nonembedding": 9e8}
     got = averaged_loss({"p": law}, {"p": 1.0}, sizes, 2e10)
-    draws = np.array([float(law.loss(1e9, 2e10, sample=s)) for s in law.samples])
+    draws = np.array([float(law.loss(1e9, 2e10, sample=s)) for s in law.samples_])
     assert got["loss"] == pytest.approx(float(law.loss(1e9, 2e10)))
     for level in (0.8, 0.95):
         assert got["intervals"][level] == pytest.approx(percentile_interval(draws, level), abs=2e-3)
@@ -56,9 +57,9 @@ def test_two_laws_that_disagree_widen_the_interval_to_cover_both():
 
 def test_each_law_takes_the_size_it_counts():
     kaplan = KaplanLaw.from_params(
-        {"N_c": 8.8e13, "alpha_N": 0.076, "D_c": 5.4e13, "alpha_D": 0.095}
+        {"N_c": 8.8e13, "alpha_N": 0.076, "D_c": 5.4e13, "alpha_D": 0.095},
+        compute=Compute(size="non_embedding"),  # as a fit on points that carry that count
     )
-    kaplan.details["N"] = "params_nonembedding"
     got = averaged_loss(
         {"k": kaplan}, {"k": 1.0}, {"params": 1e9, "params_nonembedding": 5e8}, 1e10
     )
@@ -78,7 +79,7 @@ def test_paired_intervals_are_the_weighted_mean_on_each_shared_resample():
     sizes, tokens = {"params": 3e9}, 6e10
     got = paired_intervals(laws, weights, sizes, tokens, levels=(0.8,))
     by_draw = sum(
-        w * np.array([float(laws[n].loss(3e9, tokens, sample=s)) for s in laws[n].samples])
+        w * np.array([float(laws[n].loss(3e9, tokens, sample=s)) for s in laws[n].samples_])
         for n, w in weights.items()
     )
     assert got == {0.8: pytest.approx(percentile_interval(by_draw, 0.8))}
@@ -98,18 +99,20 @@ def test_samples_that_do_not_share_their_resamples_are_not_paired():
     for other in (other_seed, other_points, unsampled):
         assert paired_intervals({"a": one, "b": other}, weights, sizes, 6e10) is None
     assert bootstrap_paired([one, _fitted("kaplan", frame)])
-    one.samples = one.samples[:-1]  # a resample it could not fit
+    one.samples_ = one.samples_[:-1]  # a resample it could not fit, and no record of which
+    one.resamples_ = None  # (as a fit file of format 2 may say)
     assert not bootstrap_paired([one, _fitted("kaplan", frame)])
     # ... unless the fit recorded which resamples its samples are: then the shared ones pair
     kaplan, one = _fitted("kaplan", frame), _fitted("parametric", frame)
-    one.samples = one.samples[:3] + one.samples[4:]  # resample 3 could not be fitted
-    one.details["bootstrap_resamples"] = [i for i in range(len(kaplan.samples)) if i != 3]
+    one.samples_ = one.samples_[:3] + one.samples_[4:]  # resample 3 could not be fitted
+    one.resamples_ = [i for i in range(len(kaplan.samples_)) if i != 3]
     shared = shared_resamples([one, kaplan])
-    assert shared == one.details["bootstrap_resamples"]
+    assert shared == one.resamples_
     got = paired_intervals({"a": one, "b": kaplan}, weights, sizes, 6e10)
     pairs = [
-        0.5 * one.loss(3e9, 6e10, sample=s) + 0.5 * kaplan.loss(3e9, 6e10, sample=kaplan.samples[i])
-        for s, i in zip(one.samples, shared, strict=True)
+        0.5 * one.loss(3e9, 6e10, sample=s)
+        + 0.5 * kaplan.loss(3e9, 6e10, sample=kaplan.samples_[i])
+        for s, i in zip(one.samples_, shared, strict=True)
     ]
     assert got[0.95] == pytest.approx(percentile_interval(np.array(pairs), 0.95))
 
@@ -119,7 +122,7 @@ def test_a_fit_records_the_resamples_it_could_not_fit():
     its samples paired with another law's (the demo's averaged interval needs it)."""
     frame = isoflop_points(budgets=np.logspace(18, 20, 3), per_budget=3, noise=0.01, seed=5)
     law = _fitted("parametric", frame, bootstrap_samples=40, bootstrap_unit="budgets")
-    indices = law.details.get("bootstrap_resamples", list(range(40)))
-    assert len(indices) == len(law.samples) and indices == sorted(indices)
+    indices = law.resamples_
+    assert len(indices) == len(law.samples_) and indices == sorted(indices)
     loaded = type(law).from_json(law.to_json())
-    assert loaded.details.get("bootstrap_resamples") == law.details.get("bootstrap_resamples")
+    assert loaded.resamples_ == law.resamples_

@@ -192,8 +192,8 @@ def test_level_sets_the_intervals_and_the_fit_file_keeps_the_optima(tmp_path):
     # every optimum of the table has its interval, and the fit file keeps the table it printed
     assert all("intervals" in row and "params" in row["intervals"] for row in narrow["optima"])
     law = Law.from_json(out)
-    assert law.details["compute_optimal"] == narrow["optima"]
-    assert law.settings["level"] == 0.8
+    assert law.details_["compute_optimal"] == narrow["optima"]
+    assert law.level == 0.8
     # predictions from the file use its level, unless told another
     at = law.predict(compute=1e23)
     result = runner.invoke(app, ["predict", "--fit", str(out), "--compute", "1e23", "--json"])

@@ -74,10 +74,8 @@ CASES = [
     (edited(lambda d: d["samples"].__setitem__(0, "x")), "samples[0]: 'x' must be an object"),
     (edited(lambda d: d.update(options=[])), "options: [] must be an object of settings"),
     (put("options", "keep", "many"), "options.keep: 'many' must be a whole number"),
-    (
-        put("options", "flops_per_param_token", "six"),
-        "options.flops_per_param_token: 'six' must be a positive number or null",
-    ),
+    (put("compute", "k", "six"), "compute.k: 'six' must be a positive number"),
+    (put("compute", "how", "guessed"), "compute.how: 'guessed' must be one of constant"),
     (put("options", "bootstrap_samples", "x"), "options.bootstrap_samples: 'x' must be a whole"),
     (put("options", "tie_exponents", "yes"), "options.tie_exponents: 'yes' must be true or"),
     (put("options", "level", 5), "options: level=5: the interval's coverage"),
@@ -138,7 +136,7 @@ def test_earlier_and_minimal_fit_files_still_load():
     old = {**data, "options": {"bootstrap": 7.0, "loss": "l2", "retired": "x"}}
     del old["format"]  # format 1: settings under their old names, whole numbers as floats
     loaded = Law.from_dict(old)
-    assert loaded.settings["bootstrap_samples"] == 7.0 and loaded.settings["loss"] == "l2"
+    assert loaded.bootstrap_samples == 7.0 and loaded.objective == "l2"
     # a bootstrap sample may hold an exponent <= 0 (its optimum is left out of the intervals)
     degenerate = {**data, "samples": [CHINCHILLA, {**CHINCHILLA, "alpha": -0.1}]}
     assert np.isfinite(Law.from_dict(degenerate).predict(compute=1e21)["intervals"]["params"]).all()

@@ -144,7 +144,7 @@ def test_questions_a_law_cannot_answer_are_one_line(fit_files, tmp_path):
 def test_fit_file_format_is_checked(tmp_path):
     law = ParametricLaw.from_params(CHINCHILLA)
     data = law.to_dict()
-    assert data["format"] == 2 and data["answers"] == ["loss", "optimum"]
+    assert data["format"] == 3 and data["answers"] == ["loss", "optimum"]
     newer = tmp_path / "newer.json"
     newer.write_text(json.dumps({**data, "format": 99}))
     with pytest.raises(FitError, match="format 99 is newer"):
@@ -153,7 +153,7 @@ def test_fit_file_format_is_checked(tmp_path):
     old = {**data, "options": {"bootstrap": 7, "loss": "l2"}}
     del old["format"]
     loaded = Law.from_dict(old)
-    assert loaded.settings["bootstrap_samples"] == 7 and loaded.settings["loss"] == "l2"
+    assert loaded.bootstrap_samples == 7 and loaded.objective == "l2"
     with pytest.raises(FitError, match="holds a parametric law, not a hparams"):
         LAWS["hparams"].from_json(law.to_json())
     for text, message in [("[]", "not a fit file"), ('{"law": "magic"}', "unknown law 'magic'")]:
@@ -169,14 +169,16 @@ def _write(folder, text):
 
 def test_estimator_protocol():
     points = isoflop_points(noise=0.005)
-    law = ParametricLaw(loss="l2", keep=8)
-    assert law.get_params()["loss"] == "l2" and not law.params
+    law = ParametricLaw(objective="l2", keep=8)
+    assert law.get_params()["objective"] == "l2" and not law.params_
     with pytest.raises(FitError, match="not fitted yet"):
         law.predict(compute=1e21)
-    assert law.fit(points) is law and set(law.params) == {"E", "A", "B", "alpha", "beta"}
+    assert law.fit(points) is law and set(law.params_) == {"E", "A", "B", "alpha", "beta"}
     assert "fitted on 63 points" in repr(law)
-    with pytest.raises(FitError, match="unknown setting 'lr'"):
-        ParametricLaw(lr=1.0)
+    with pytest.raises(TypeError, match="unexpected keyword argument 'lr'"):
+        ParametricLaw(lr=1.0)  # the parameters are the constructor's signature
+    with pytest.raises(FitError, match="no parameter 'lr'"):
+        law.set_params(lr=1.0)
     # predict: one of compute/params/tokens gives the optimum, params and tokens the loss
     at = law.predict(compute=1e21)
     assert law.predict(params=at["params"])["compute"] == pytest.approx(1e21, rel=1e-9)

@@ -11,8 +11,8 @@ import pytest
 from scaling.fitting import FitError, fit_parametric
 from scaling.fitting.data_constrained import fit_data_constrained
 from scaling.fitting.downstream import fit_downstream, sigmoid
+from scaling.fitting.envelope import fit_envelope
 from scaling.fitting.hparams import fit_hparams
-from scaling.fitting.isoflop import fit_envelope
 from scaling.fitting.kaplan import fit_kaplan
 from scaling.fitting.moe import fit_moe
 
@@ -86,7 +86,7 @@ def test_parametric_needs_three_sizes_unless_a_pin_leaves_one_parameter():
     with pytest.raises(FitError, match="3 or more distinct sizes .* got 8 points, 2 sizes"):
         fit_parametric(two_sizes)
     pinned = fit_parametric(two_sizes, pinned={"alpha": 0.34})
-    assert pinned.params["A"] == pytest.approx(CHINCHILLA["A"], rel=1e-6)
+    assert pinned.params_["A"] == pytest.approx(CHINCHILLA["A"], rel=1e-6)
 
 
 def test_parametric_refuses_a_term_the_points_do_not_show():
@@ -107,7 +107,7 @@ def test_parametric_resamples_that_cannot_identify_the_law_are_not_refitted():
     )
     frame["loss"] *= np.exp(np.random.default_rng(0).normal(0, 0.005, len(frame)))
     law = fit_parametric(frame, bootstrap_samples=40, seed=0)
-    assert 20 <= len(law.samples) < 40  # before: 40, some from two sizes
+    assert 20 <= len(law.samples_) < 40  # before: 40, some from two sizes
 
 
 def test_kaplan_flags_a_term_that_vanishes():
@@ -115,7 +115,7 @@ def test_kaplan_flags_a_term_that_vanishes():
     N = np.exp(rng.uniform(np.log(1e6), np.log(1e9), 60))
     D = np.exp(rng.uniform(np.log(1e8), np.log(1e11), 60))
     law = fit_kaplan(pd.DataFrame({"params": N, "tokens": D, "loss": (1.3e13 / N) ** 0.07}))
-    (warning,) = law.details["warnings"]  # before: alpha_D reported as if fitted
+    (warning,) = law.details_["warnings"]  # before: alpha_D reported as if fitted
     assert "the loss does not depend on D in these points, and D_c and alpha_D are not" in warning
 
 
@@ -124,9 +124,9 @@ def test_hparams_budgets_of_equal_losses_have_no_optimum():
     budgets = sorted(frame["budget"].unique())
     flat = frame.assign(loss=np.where(frame["budget"] == budgets[0], 3.0, frame["loss"]))
     law = fit_hparams(flat)  # the others still fix the laws
-    first = law.details["budgets"][0]
+    first = law.details_["budgets"][0]
     assert np.isnan(first["lr"]) and "losses are all equal" in first["lr_reason"]
-    assert law.params["e_lr"] == pytest.approx(-0.1, abs=1e-6)
+    assert law.params_["e_lr"] == pytest.approx(-0.1, abs=1e-6)
     with pytest.raises(FitError, match="fewer than 2 budgets have an optimum"):
         fit_hparams(frame.assign(loss=3.0))  # before: the centre of the grid swept, fitted
 
@@ -143,7 +143,7 @@ def test_downstream_envelope_and_data_constrained_refuse_equal_values():
         fit_data_constrained(repeated, base=CHINCHILLA)
     # the sigmoid link still fits where the metric varies
     points["accuracy"] = sigmoid(points["loss"], 0.25, 0.8, 6.0, 2.4)
-    assert fit_downstream(points).params["k"] == pytest.approx(6.0, rel=1e-4)
+    assert fit_downstream(points).params_["k"] == pytest.approx(6.0, rel=1e-4)
 
 
 def test_moe_multiplier_on_the_edge_of_its_range_is_refused():

@@ -1,5 +1,5 @@
-"""``IsoFLOPLaw(optimum="akima")``: Porian et al.'s per-budget optimum as their code computes it
-(``scaling.fitting.akima``)."""
+"""``IsoFLOPLaw(budget_optimum="akima")``: Porian et al.'s per-budget optimum as their code
+computes it (``scaling.fitting.akima``)."""
 
 import json
 import subprocess
@@ -42,25 +42,25 @@ def test_akima_recovers_a_from_points_of_a_known_law():
     # a wide sweep whose centre drifts off the optimum: the parabola's vertex moves with where
     # the profile was cut, the interpolation's minimum does not
     points = ladder()
-    akima = fit_isoflop(points, optimum="akima")
+    akima = fit_isoflop(points, budget_optimum="akima")
     parabola = fit_isoflop(points)
-    assert akima.params["a"] == pytest.approx(TRUE_A, abs=0.001)
-    assert akima.params["b"] == pytest.approx(1 - TRUE_A, abs=0.001)
-    assert abs(parabola.params["a"] - TRUE_A) > 5 * abs(akima.params["a"] - TRUE_A)
-    assert all(row["used"] for row in akima.details["budgets"])
+    assert akima.params_["a"] == pytest.approx(TRUE_A, abs=0.001)
+    assert akima.params_["b"] == pytest.approx(1 - TRUE_A, abs=0.001)
+    assert abs(parabola.params_["a"] - TRUE_A) > 5 * abs(akima.params_["a"] - TRUE_A)
+    assert all(row["used"] for row in akima.details_["budgets"])
     # with noise on the losses well below the rise of a profile over one size step
     for seed in range(3):
-        noisy = fit_isoflop(ladder(noise=0.0005, seed=seed), optimum="akima")
-        assert noisy.params["a"] == pytest.approx(TRUE_A, abs=0.01)
+        noisy = fit_isoflop(ladder(noise=0.0005, seed=seed), budget_optimum="akima")
+        assert noisy.params_["a"] == pytest.approx(TRUE_A, abs=0.01)
     # points centred on the optimum (the other tests' profiles)
-    centred = fit_isoflop(isoflop_points(), optimum="akima")
-    assert centred.params["a"] == pytest.approx(TRUE_A, abs=0.01)
+    centred = fit_isoflop(isoflop_points(), budget_optimum="akima")
+    assert centred.params_["a"] == pytest.approx(TRUE_A, abs=0.01)
 
 
 def test_without_seed_noise_the_optimum_is_the_grid_argmin_and_the_spread_its_floor():
     points = isoflop_points(per_budget=7)
-    law = fit_isoflop(points, optimum="akima", seed_noise=0.0)
-    for row in law.details["budgets"]:
+    law = fit_isoflop(points, budget_optimum="akima", seed_noise=0.0)
+    for row in law.details_["budgets"]:
         sizes = points[np.isclose(points["budget"], row["budget"])]["params"]
         step = np.log(sizes.max() / sizes.min()) / (GRID_MULTIPLIER * (7 - 1) - 1)  # grid step
         assert row["params"] == row["grid_params"] and row["replicates"] == REPLICATES
@@ -73,21 +73,21 @@ def test_edge_minima_and_unestimable_spreads_leave_the_budget_out():
     # dropped (Porian et al.'s rule), where the parabola bootstrap keeps it
     edge = isoflop_points(noise=0.0, skew=1.3, spread=1.2, per_budget=7)
     with pytest.raises(FitError, match="interpolated minimum lies at the smallest sampled size"):
-        fit_isoflop(edge, optimum="akima")
-    assert fit_isoflop(edge, optimum="bootstrap").params
+        fit_isoflop(edge, budget_optimum="akima")
+    assert fit_isoflop(edge, budget_optimum="bootstrap").params_
     # 3 sizes whose profile is shallower than the noise: most replicates' minimum is at an end
     shallow = isoflop_points(per_budget=5)
     budget = shallow["budget"].max()
     mask = np.isclose(shallow["budget"], budget)
     sizes = shallow[mask].iloc[[0, 2, 4]].assign(loss=[3.01, 3.0, 3.01])
     points = pd.concat([shallow[~mask], sizes])
-    law = fit_isoflop(points, optimum="akima", seed_noise=0.2)
-    row = next(r for r in law.details["budgets"] if r["budget"] == budget)
+    law = fit_isoflop(points, budget_optimum="akima", seed_noise=0.2)
+    row = next(r for r in law.details_["budgets"] if r["budget"] == budget)
     assert not row["used"] and row["replicates"] < REPLICATES // 2
     assert "seed-noise replicates have their minimum inside the sampled sizes" in row["reason"]
     # fewer than 3 sizes
-    two = fit_isoflop(pd.concat([shallow[~mask], sizes.iloc[:2]]), optimum="akima")
-    reason = two.details["budgets"][-1]["reason"]
+    two = fit_isoflop(pd.concat([shallow[~mask], sizes.iloc[:2]]), budget_optimum="akima")
+    reason = two.details_["budgets"][-1]["reason"]
     assert "2 distinct sizes (the Akima interpolation needs 3)" in reason
 
 
@@ -95,18 +95,18 @@ def test_seed_noise_is_checked_and_saved_in_the_fit_file(tmp_path):
     points = isoflop_points(per_budget=7, noise=0.001)
     for bad in (-1, float("nan"), float("inf"), "0.01", True):
         with pytest.raises(FitError, match="seed_noise="):
-            fit_isoflop(points, optimum="akima", seed_noise=bad)
+            fit_isoflop(points, budget_optimum="akima", seed_noise=bad)
     with pytest.raises(FitError, match="only the akima optimum adds seed noise"):
         fit_isoflop(points, seed_noise=0.01)
-    law = fit_isoflop(points, optimum="akima", seed_noise=0.004, seed=3)
-    again = fit_isoflop(points, optimum="akima", seed_noise=0.004, seed=3)
-    assert law.params == again.params  # the replicates' draws follow the seed
-    assert law.details["seed_noise_intervals"]["a"][0] < law.params["a"]
-    assert law.details["seed_noise_intervals"]["a"][1] > law.params["a"]
+    law = fit_isoflop(points, budget_optimum="akima", seed_noise=0.004, seed=3)
+    again = fit_isoflop(points, budget_optimum="akima", seed_noise=0.004, seed=3)
+    assert law.params_ == again.params_  # the replicates' draws follow the seed
+    assert law.details_["seed_noise_intervals"]["a"][0] < law.params_["a"]
+    assert law.details_["seed_noise_intervals"]["a"][1] > law.params_["a"]
     path = tmp_path / "isoflop.json"
     law.to_json(path)
     loaded = Law.from_json(path)
-    assert loaded.settings["seed_noise"] == 0.004 and loaded.settings["optimum"] == "akima"
+    assert loaded.seed_noise == 0.004 and loaded.budget_optimum == "akima"
     assert loaded.predict(compute=1e22) == law.predict(compute=1e22)
     data = json.loads(path.read_text())
     data["options"]["seed_noise"] = -0.5
@@ -117,13 +117,13 @@ def test_seed_noise_is_checked_and_saved_in_the_fit_file(tmp_path):
 def test_bootstrap_resamples_refit_the_akima_optima():
     law = fit_isoflop(
         isoflop_points(per_budget=7, noise=0.001),
-        optimum="akima",
+        budget_optimum="akima",
         bootstrap_samples=8,
         bootstrap_unit="budgets",
     )
     # each resample of budgets is refitted the same way (its budgets' draws follow the seed)
-    assert len(law.samples) == 8 and set(law.intervals) == set(law.params)
-    assert law.samples[0]["a"] != law.samples[1]["a"]
+    assert len(law.samples_) == 8 and set(law.intervals_) == set(law.params_)
+    assert law.samples_[0]["a"] != law.samples_[1]["a"]
     assert "intervals" in law.predict(compute=1e22)
 
 
@@ -158,17 +158,17 @@ def test_porians_published_points_give_their_optima_and_exponent():
             "loss": table["loss"],
         }
     )
-    law = fit_isoflop(points, optimum="akima")  # the default noise is their RefinedWeb σ
-    rows = pd.DataFrame(law.details["budgets"]).set_index("budget")
+    law = fit_isoflop(points, budget_optimum="akima")  # the default noise is their RefinedWeb σ
+    rows = pd.DataFrame(law.details_["budgets"]).set_index("budget")
     assert rows["used"].all() and len(rows) == len(PUBLISHED_OPTIMA)
     for budget, n_star, spread in PUBLISHED_OPTIMA:
         row = rows.loc[budget]
         assert row["grid_params"] == pytest.approx(n_star, rel=1e-7)  # their printed digits
         assert row["params"] == pytest.approx(n_star, rel=0.01)
         assert row["log_spread"] == pytest.approx(spread, rel=0.01)
-    assert law.params["a"] == pytest.approx(PUBLISHED["a"], abs=1e-3)
-    assert law.params["b"] == pytest.approx(PUBLISHED["b"], abs=1e-3)
-    low, high = law.details["seed_noise_intervals"]["a"]
+    assert law.params_["a"] == pytest.approx(PUBLISHED["a"], abs=1e-3)
+    assert law.params_["b"] == pytest.approx(PUBLISHED["b"], abs=1e-3)
+    low, high = law.details_["seed_noise_intervals"]["a"]
     assert low == pytest.approx(PUBLISHED["a_interval"][0], abs=2e-3)
     assert high == pytest.approx(PUBLISHED["a_interval"][1], abs=2e-3)
 
@@ -196,7 +196,8 @@ def test_cli_fits_akima_and_predict_reads_the_file_in_a_fresh_process(tmp_path):
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
     report = json.loads(done.stdout)
-    assert report["options"]["optimum"] == "akima" and report["options"]["seed_noise"] == 0.001
+    assert report["options"]["budget_optimum"] == "akima"  # --optimum: its parameter renamed
+    assert report["options"]["seed_noise"] == 0.001
     assert report["a"] == pytest.approx(TRUE_A, abs=0.01)
     assert "seed_noise_intervals" in report["details"]
     done = scaling("predict", "--fit", out, "--compute", "1e22", "--json")

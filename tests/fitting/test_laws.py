@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from scaling.fitting import FitError, Law
+from scaling.fitting import FitError, Law, chinchilla
 from scaling.fitting.backtest import backtest
 from scaling.fitting.data_constrained import DataConstrainedLaw, fit_data_constrained
 from scaling.fitting.downstream import fit_downstream, sigmoid
@@ -25,10 +25,10 @@ def test_kaplan_forms_are_recovered():
     loss = ((truth["N_c"] / N) ** (0.076 / 0.095) + truth["D_c"] / D) ** 0.095
     law = fit_kaplan(pd.DataFrame({"params": N, "tokens": D, "loss": loss}))
     for key, value in truth.items():
-        assert law.params[key] == pytest.approx(value, rel=1e-4)
+        assert law.params_[key] == pytest.approx(value, rel=1e-4)
     # the one-variable law alone: L(N) = (N_c/N)^alpha_N on loss-vs-N data
     pure = pd.DataFrame({"params": N, "tokens": D, "loss": (1.3e13 / N) ** 0.07})
-    one = fit_kaplan(pure).details["one_variable"]["L(N)"]
+    one = fit_kaplan(pure).details_["one_variable"]["L(N)"]
     assert one["alpha_N"] == pytest.approx(0.07) and one["N_c"] == pytest.approx(1.3e13, rel=1e-6)
     assert law.predict(params=1e9, tokens=1e10)["loss"] == pytest.approx(float(law.loss(1e9, 1e10)))
 
@@ -61,8 +61,8 @@ TRUTH_DC = {**CHINCHILLA, "R_D_star": 15.4, "R_N_star": 5.3}
 def test_data_constrained_recovers_the_decay_constants(tmp_path):
     law = fit_data_constrained(_repeated_points(TRUTH_DC), base=CHINCHILLA)
     for key, value in TRUTH_DC.items():
-        assert law.params[key] == pytest.approx(value, rel=1e-4), key
-    assert "warnings" not in law.details and law.details["base"] == "given"
+        assert law.params_[key] == pytest.approx(value, rel=1e-4), key
+    assert "warnings" not in law.details_ and law.details_["base"] == "given"
     # repeating data is worth less than fresh data, more than nothing
     fresh = float(law.loss(1e9, 4e10, unique_tokens=4e10))
     repeated = float(law.loss(1e9, 4e10, unique_tokens=1e10))
@@ -78,28 +78,28 @@ def test_data_constrained_recovers_the_decay_constants(tmp_path):
 
 def test_data_constrained_bootstrap_refits_the_base_it_fitted():
     law = fit_data_constrained(_repeated_points(TRUTH_DC), bootstrap_samples=8, seed=1)
-    assert law.details["base"] == "fitted on the single-epoch points"
+    assert law.details_["base"] == "fitted on the single-epoch points"
     for name in ("E", "alpha", "beta", "R_D_star", "R_N_star"):
-        low, high = law.intervals[name]
+        low, high = law.intervals_[name]
         assert high > low, name  # not held fixed
     given = fit_data_constrained(_repeated_points(TRUTH_DC), base=CHINCHILLA, bootstrap_samples=8)
-    assert given.intervals["E"][0] == given.intervals["E"][1] == CHINCHILLA["E"]
+    assert given.intervals_["E"][0] == given.intervals_["E"][1] == CHINCHILLA["E"]
 
 
 def test_data_constrained_ties_exponents_and_warns_when_r_n_is_unidentified():
     tied = {**TRUTH_DC, "alpha": 0.3, "beta": 0.3}
     law = fit_data_constrained(_repeated_points(tied), tie_exponents=True)
-    assert law.params["alpha"] == law.params["beta"]
+    assert law.params_["alpha"] == law.params_["beta"]
     # models no larger than the optimum for their unique tokens: R_N* changes nothing
     points = _repeated_points(TRUTH_DC)
-    d = ParametricLaw._derived(CHINCHILLA)
+    d = chinchilla.allocation(CHINCHILLA)
     n_opt_u = d["G"] * (points["unique_tokens"] * d["G"]) ** (d["a"] / d["b"])
     small = points[points["params"] <= n_opt_u]  # U_N = N: no parameter is "repeated"
     assert (small["tokens"] > small["unique_tokens"]).sum() > 20
     weak = fit_data_constrained(small, base=CHINCHILLA)
-    assert any("R_N_star is barely identified" in w for w in weak.details["warnings"])
-    assert max(weak.details["profile"]["R_N_star"].values()) < 1e-4
-    assert "R_D_star is" not in " ".join(weak.details["warnings"])
+    assert any("R_N_star is barely identified" in w for w in weak.details_["warnings"])
+    assert max(weak.details_["profile"]["R_N_star"].values()) < 1e-4
+    assert "R_D_star is" not in " ".join(weak.details_["warnings"])
 
 
 def _moe_points():
@@ -126,10 +126,10 @@ def _moe_points():
 
 def test_moe_multipliers_and_granular_form():
     law = fit_moe(_moe_points(), bootstrap_samples=5)
-    assert law.params["multiplier_8"] == pytest.approx(2.5, rel=1e-5)
-    assert law.params["multiplier_32"] == pytest.approx(4.0, rel=1e-5)
-    assert law.details["per_expert"]["8"]["alpha"] == pytest.approx(0.34, rel=1e-3)
-    assert law.details["granular"]["objective"] < 1e-12
+    assert law.params_["multiplier_8"] == pytest.approx(2.5, rel=1e-5)
+    assert law.params_["multiplier_32"] == pytest.approx(4.0, rel=1e-5)
+    assert law.details_["per_expert"]["8"]["alpha"] == pytest.approx(0.34, rel=1e-3)
+    assert law.details_["granular"]["objective"] < 1e-12
     assert law.predict(params=1e8, tokens=1e10, n_experts=8)["loss"] == pytest.approx(
         chinchilla_loss(CHINCHILLA, 2.5e8, 1e10), rel=1e-5
     )
@@ -162,9 +162,9 @@ def _hparam_points():
 @pytest.mark.parametrize("method", ["near-optimal", "parabola"])
 def test_hparam_laws(method, tmp_path):
     law = fit_hparams(_hparam_points(), method=method, bootstrap_samples=10)
-    assert law.params["e_lr"] == pytest.approx(-0.1, abs=1e-6)
-    assert law.params["k_lr"] == pytest.approx(0.3, rel=1e-5)
-    assert law.params["e_batch"] == pytest.approx(0.3, abs=1e-6)
+    assert law.params_["e_lr"] == pytest.approx(-0.1, abs=1e-6)
+    assert law.params_["k_lr"] == pytest.approx(0.3, rel=1e-5)
+    assert law.params_["e_batch"] == pytest.approx(0.3, abs=1e-6)
     prediction = law.predict(compute=1e22)
     assert prediction["lr"] == pytest.approx(0.3 * 1e22**-0.1, rel=1e-5)
     path = tmp_path / "hparams.json"
@@ -179,7 +179,7 @@ def test_downstream_two_step():
     df["accuracy"] = sigmoid(df["loss"], 0.25, 0.8, 6.0, 2.4)
     law = fit_downstream(df, bootstrap_samples=5)
     for key, value in {"low": 0.25, "high": 0.8, "k": 6.0, "L0": 2.4}.items():
-        assert law.params[key] == pytest.approx(value, rel=1e-4)
+        assert law.params_[key] == pytest.approx(value, rel=1e-4)
     prediction = law.predict(compute=1e23)
     assert prediction["metric"] == pytest.approx(sigmoid(prediction["loss"], 0.25, 0.8, 6.0, 2.4))
     with pytest.raises(FitError, match="task-metric column 'mmlu'"):
@@ -214,7 +214,7 @@ def test_hparam_joint_law_in_n_and_d():
                     "loss": 3 + 0.05 * np.log(lr / lr_opt) ** 2,
                 }
             )
-    joint = fit_hparams(pd.DataFrame(rows)).details["joint"]["lr"]
+    joint = fit_hparams(pd.DataFrame(rows)).details_["joint"]["lr"]
     assert joint["p_N"] == pytest.approx(-0.3, abs=1e-6)
     assert joint["q_D"] == pytest.approx(0.05, abs=1e-6)
     assert joint["k"] == pytest.approx(2.0, rel=1e-5)

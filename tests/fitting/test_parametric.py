@@ -4,13 +4,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from scaling.fitting import FitError, Law, fit_parametric, parametric
-from scaling.fitting.parametric import (
-    ParametricLaw,
-    chinchilla_starts,
-    log_predict,
-    objective_and_gradient,
-)
+from scaling.fitting import FitError, Law, chinchilla, fit_parametric
+from scaling.fitting.chinchilla import chinchilla_starts, log_predict, objective_and_gradient
+from scaling.fitting.parametric import ParametricLaw
 
 from .conftest import CHINCHILLA, chinchilla_loss, isoflop_points
 
@@ -51,8 +47,8 @@ def test_gradient_matches_finite_differences():
 
 def test_noise_free_chinchilla_is_recovered(chinchilla_points):
     law = fit_parametric(chinchilla_points)
-    assert_recovered(law.params, CHINCHILLA)
-    assert law.objective < 1e-15
+    assert_recovered(law.params_, CHINCHILLA)
+    assert law.objective_ < 1e-15
 
 
 @pytest.mark.parametrize("seed", [1, 2, 3])
@@ -66,7 +62,7 @@ def test_noise_free_random_laws_are_recovered(seed):
         "beta": rng.uniform(0.2, 0.6),
     }
     law = fit_parametric(isoflop_points(truth, budgets=np.logspace(17, 21, 9)))
-    assert_recovered(law.params, truth)
+    assert_recovered(law.params_, truth)
 
 
 def test_derived_quantities_by_hand():
@@ -98,9 +94,9 @@ def test_point_order_does_not_change_the_fit(chinchilla_points):
     noisy = isoflop_points(noise=0.01, seed=4)
     a = fit_parametric(noisy)
     b = fit_parametric(noisy.sample(frac=1.0, random_state=1))
-    for key in a.params:
-        assert a.params[key] == pytest.approx(b.params[key], rel=1e-6)
-    assert a.points_digest == b.points_digest
+    for key in a.params_:
+        assert a.params_[key] == pytest.approx(b.params_[key], rel=1e-6)
+    assert a.points_digest_ == b.points_digest_
 
 
 def test_fit_file_round_trip_gives_identical_predictions(tmp_path):
@@ -120,14 +116,14 @@ def test_fit_file_round_trip_gives_identical_predictions(tmp_path):
 def test_pinned_parameters_bounds_and_other_losses():
     df = isoflop_points()
     pinned = fit_parametric(df, pinned={"E": 1.69})
-    assert pinned.params["E"] == pytest.approx(1.69, rel=1e-12)
-    assert_recovered(pinned.params, CHINCHILLA)
+    assert pinned.params_["E"] == pytest.approx(1.69, rel=1e-12)
+    assert_recovered(pinned.params_, CHINCHILLA)
     bounded = fit_parametric(df, bounds={"alpha": (0.0, 0.3)})
-    assert bounded.params["alpha"] <= 0.3 + 1e-12
+    assert bounded.params_["alpha"] <= 0.3 + 1e-12
     for loss in ("l2", "l1"):
-        assert_recovered(fit_parametric(df, loss=loss).params, CHINCHILLA, rel=1e-3)
-    with pytest.raises(FitError, match="loss=.cauchy.: must be one of"):
-        fit_parametric(df, loss="cauchy")
+        assert_recovered(fit_parametric(df, objective=loss).params_, CHINCHILLA, rel=1e-3)
+    with pytest.raises(FitError, match="objective=.cauchy.: must be one of"):
+        fit_parametric(df, objective="cauchy")
     with pytest.raises(FitError, match="pinnable"):
         fit_parametric(df, pinned={"gamma": 1.0})
 
@@ -145,7 +141,7 @@ def test_noisy_truth_lies_within_bootstrap_intervals_in_most_seeds():
     for seed in range(20):
         df = isoflop_points(noise=0.01, seed=seed)
         law = fit_parametric(df, bootstrap_samples=50, seed=seed, keep=16)
-        inside = [law.intervals[k][0] <= v <= law.intervals[k][1] for k, v in CHINCHILLA.items()]
+        inside = [law.intervals_[k][0] <= v <= law.intervals_[k][1] for k, v in CHINCHILLA.items()]
         covered += all(inside)
     assert covered >= 15, covered
 
@@ -178,31 +174,31 @@ def test_scoring_the_starts_takes_memory_of_the_points_not_of_the_starts():
     N = np.exp(rng.uniform(np.log(1e7), np.log(1e10), 2000))
     D = np.exp(rng.uniform(np.log(1e9), np.log(1e12), 2000))
     frame = pd.DataFrame({"params": N, "tokens": D, "loss": chinchilla_loss(CHINCHILLA, N, D)})
-    problem = ParametricLaw()._problem(frame)
+    problem = ParametricLaw().problem(frame)
     starts = problem.full(chinchilla_starts())
     few = _peak_bytes(lambda: problem.batch_values(starts[:450]))
     every = _peak_bytes(lambda: problem.batch_values(starts))
     assert every < 1.2 * few  # 10x the starts, the same peak (before: 10x)
-    assert every < 16 * 8 * parametric.BLOCK  # ~10 float64 arrays of one block
+    assert every < 16 * 8 * chinchilla.BLOCK  # ~10 float64 arrays of one block
 
 
 def test_blocks_give_the_fit_of_one_pass(monkeypatch):
     points = isoflop_points(noise=0.01, seed=4)
-    problem = ParametricLaw()._problem(points)
+    problem = ParametricLaw().problem(points)
     starts = problem.full(chinchilla_starts())
     at_once = problem._values(starts)  # 63 points x 4500 starts: what the fit scored before
     assert np.array_equal(problem.batch_values(starts), at_once)
     default = fit_parametric(points, keep=8)  # every start scored, L-BFGS from the best 8
-    monkeypatch.setattr(parametric, "BLOCK", 3000)  # chunks of 47 starts, one of 35
+    monkeypatch.setattr(chinchilla, "BLOCK", 3000)  # chunks of 47 starts, one of 35
     assert np.array_equal(problem.batch_values(starts), at_once)
-    assert fit_parametric(points, keep=8).params == default.params
+    assert fit_parametric(points, keep=8).params_ == default.params_
     # points in blocks too (16 + 16 + 16 + 15): the same sums but for round-off
-    monkeypatch.setattr(parametric, "BLOCK", 16)
+    monkeypatch.setattr(chinchilla, "BLOCK", 16)
     np.testing.assert_allclose(problem.batch_values(starts), at_once, rtol=1e-12)
     value, grad = problem.fun(starts[7, problem.free])
     whole = objective_and_gradient(starts[7], problem.x, problem.y, problem.t)
     assert value == pytest.approx(whole[0], rel=1e-12)
     np.testing.assert_allclose(grad, whole[1], rtol=1e-12, atol=1e-15)
     blocked = fit_parametric(points, keep=8)  # the same optimum, to L-BFGS's tolerance
-    assert blocked.objective == pytest.approx(default.objective, rel=1e-10)
-    assert_recovered(blocked.params, default.params, rel=1e-6)
+    assert blocked.objective_ == pytest.approx(default.objective_, rel=1e-10)
+    assert_recovered(blocked.params_, default.params_, rel=1e-6)

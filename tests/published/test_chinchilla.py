@@ -79,8 +79,8 @@ def test_every_marker_colour_is_on_the_bar_and_the_axes_meet_their_ticks():
 def test_approach_3_on_the_240_points_lands_near_epoch_ais_published_fit():
     points = prepare_points(published.load("chinchilla"), drop_highest=5)
     law = ParametricLaw().fit(points)
-    got = law.params
-    assert law.n_points == 240
+    got = law.params_
+    assert law.n_points_ == 240
     assert abs(got["E"] - EPOCH_FIT["E"]) < 1e-3
     for name in ("alpha", "beta"):
         assert abs(got[name] - EPOCH_FIT[name]) < 2e-3, name
