@@ -87,6 +87,6 @@ def test_approach_2_finds_the_papers_diamonds_and_its_power_law():
     np.testing.assert_allclose(optima["budget"], drawn["budget"])
     np.testing.assert_allclose(optima["tokens"], drawn["tokens"], rtol=1e-7)
     np.testing.assert_allclose(optima["loss"], drawn["loss"], atol=1e-8)
-    assert abs(law.params["b"] - PAPER["b"]) < 5e-4  # 0.5368
-    assert abs(law.params["k_D"] - PAPER["k_D"]) < 5e-4  # 0.2994
-    assert abs(law.params["a"] + law.params["b"] - 1) < 1e-9  # N = C/6D
+    assert abs(law.params_["b"] - PAPER["b"]) < 5e-4  # 0.5368
+    assert abs(law.params_["k_D"] - PAPER["k_D"]) < 5e-4  # 0.2994
+    assert abs(law.params_["a"] + law.params_["b"] - 1) < 1e-9  # N = C/6D
