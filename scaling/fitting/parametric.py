@@ -110,6 +110,8 @@ class ParametricLaw(Law):
 
     def _fit(self, points) -> Fit:
         problem = self.problem(points.frame)
+        if not problem.free.any():
+            return self._evaluated(problem)
         if reason := problem.unidentified():
             raise FitError(f"{points.source}: {reason}")
         grid = np.unique(chinchilla.chinchilla_starts()[:, problem.free], axis=0)
@@ -134,8 +136,18 @@ class ParametricLaw(Law):
         details = {"converged": bool(best.success), "message": str(best.message)}
         return Fit(params, float(best.fun), details, warm=best.x)
 
+    def _evaluated(self, problem: chinchilla.Problem) -> Fit:
+        """Every parameter pinned (a published law given whole): nothing to optimise, so
+        the fit is the law itself, with its objective on these points."""
+        nothing = np.empty(0)
+        value, _ = problem.fun(nothing)
+        details = {"converged": True, "message": "every parameter pinned: nothing optimised"}
+        return Fit(chinchilla.natural(problem.full(nothing)), float(value), details, warm=nothing)
+
     def _refit(self, points, found: Fit):
         problem = self.problem(points.frame)
+        if not problem.free.any():
+            return chinchilla.natural(problem.full(np.empty(0)))
         if problem.unidentified():  # a resample of too few sizes: no fit, not a made-up one
             return None
         result = problem.minimize(found.warm)

@@ -128,6 +128,26 @@ def test_pinned_parameters_bounds_and_other_losses():
         fit_parametric(df, pinned={"gamma": 1.0})
 
 
+def test_every_parameter_pinned_is_a_law_given_whole(tmp_path):
+    """A published law given as it is: nothing is optimised, the objective is its own on the
+    points, it predicts as the closed form says, survives its fit file and serves as a base."""
+    df = isoflop_points(noise=0.01)
+    law = fit_parametric(df, pinned=CHINCHILLA, bootstrap_samples=5)
+    assert law.params_ == pytest.approx(CHINCHILLA, rel=1e-12)
+    x, y, t = (np.log(df[c].to_numpy()) for c in ("params", "tokens", "loss"))
+    theta = chinchilla.internal(CHINCHILLA)
+    assert law.objective_ == pytest.approx(objective_and_gradient(theta, x, y, t)[0], rel=1e-12)
+    assert law.details_["message"] == "every parameter pinned: nothing optimised"
+    derived = chinchilla.allocation(CHINCHILLA)
+    assert law.optimum(6e21)["params"] == pytest.approx(derived["G"] * 1e21 ** derived["a"])
+    law.to_json(tmp_path / "given.json")
+    assert Law.from_json(tmp_path / "given.json").params_ == law.params_
+    # a second fit pinned to the first's values finds the same objective
+    free = fit_parametric(df)
+    given = fit_parametric(df, pinned=free.params_)
+    assert given.objective_ == pytest.approx(free.objective_, rel=1e-9)
+
+
 def test_too_few_points():
     with pytest.raises(FitError, match="at least 6 points"):
         fit_parametric(isoflop_points().head(4))
