@@ -93,6 +93,15 @@ def test_plan_train_fit_predict_replan_plot(tmp_path):
     # WSD branches: points of their own compute, every one used by the parametric law
     parametric = next(fit for fit in fitted["fits"] if fit["law"] == "parametric")
     assert parametric["n_points"] == 2 * 17
+    # the audit on a runs directory: refits under each choice, bootstrap by runs too
+    audited = json.loads(
+        scaling("fit", runs, "--audit", "--bootstrap", "10", "--json", env=env).stdout
+    )
+    assert audited["choices"][0]["n_points"] == 2 * 17
+    assert {"points", "runs", "budgets"} <= set(audited["bootstrap_intervals"]) | set(
+        audited["bootstrap_notes"]
+    )
+    assert "runs" in audited["bootstrap_intervals"]
     # the hyperparameter law from the hparams grid alone
     scaling("fit", runs, "--law", "hparams", "--exclude", "kind != 'hparams'", env=env)
 

@@ -133,6 +133,18 @@ def _fit(
             "directory's points carry the FLOPs of the sweep's own formula)."
         ),
     ] = 6.0,
+    audit: Annotated[
+        bool,
+        typer.Option(
+            help="Refit Approach 3 under the choices that matter (Huber δ, L2, L1, outliers "
+            "dropped, each budget left out, starts, Approach 2) and compare the answers' "
+            "spread with the bootstrap intervals; writes no fit file."
+        ),
+    ] = False,
+    compute: Annotated[
+        float | None,
+        typer.Option(help="--audit: the compute to answer at (default: the largest budget)."),
+    ] = None,
     as_json: JsonOption = False,
     **law_options: Any,
 ) -> None:
@@ -185,6 +197,9 @@ def _fit(
             drop_highest,
             source=str(source),
         )
+        if audit:
+            _audit(points, law, out, compute, given, as_json)
+            return
         outcomes, skipped = fit_laws(
             list(LAW_NAMES) if law == "all" else [law],
             points,
@@ -217,6 +232,66 @@ def _fit(
             typer.echo(f"wrote {outcome.path}")
 
 
+def _audit(points, law: str, out: Path | None, compute: float | None, given, as_json) -> None:
+    from scaling.fitting.audit import audit
+    from scaling.fitting.parametric import ParametricLaw
+
+    if law != "parametric":
+        raise fail(f"--audit refits Approach 3 (--law parametric), not --law {law}")
+    if out is not None:
+        raise fail("--audit writes no fit file; leave out --out")
+    if compute is None:
+        compute = float(points.column("flops").max())
+    own = ParametricLaw.signature()
+    options = {k: v for k, v in given.items() if k in own}
+    samples = options.pop("bootstrap_samples", None) or 100
+    result = audit(points, compute, bootstrap_samples=samples, **options)
+    if as_json:
+        typer.echo(json.dumps(result.to_dict(), default=float))
+        return
+    _audit_table(result)
+
+
+def _audit_table(result) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    table = Table(
+        title=f"Approach 3 refitted under each choice; answers at C = {result.compute:.3g}",
+        title_justify="left",
+    )
+    for column in ("choice", "points", "a", "b", "N_opt", "D_opt", "loss"):
+        table.add_column(column, justify="left" if column == "choice" else "right")
+    for c in result.choices:
+        if c.note:
+            table.add_row(c.choice, str(c.n_points), f"[dim]{c.note}[/]")
+            continue
+        table.add_row(
+            c.choice, str(c.n_points), f"{c.a:.3f}", f"{c.b:.3f}",
+            f"{c.params:.3g}", f"{c.tokens:.3g}", f"{c.loss:.3f}",
+        )  # fmt: skip
+    console.print(table)
+    spread = result.spread()
+    summary = Table(title="spread over the choices against the bootstrap", title_justify="left")
+    summary.add_column("answer")
+    summary.add_column("choices", justify="right")
+    for unit in result.intervals:
+        summary.add_column(f"{result.level:.0%} by {unit}", justify="right")
+    for key, label in (("a", "a"), ("b", "b"), ("params", "N_opt"), ("tokens", "D_opt"),
+                       ("loss", "loss")):  # fmt: skip
+        cells = [spread[key], *(interval[key] for interval in result.intervals.values())]
+        summary.add_row(label, *(f"{low:.3g} - {high:.3g}" for low, high in cells))
+    console.print(summary)
+    for unit, note in result.notes.items():
+        console.print(f"  no bootstrap by {unit}: {note}")
+    verdicts = result.verdicts()
+    for verdict in verdicts:
+        console.print(f"[yellow]verdict[/]: {verdict}")
+    if not verdicts:
+        console.print("verdict: the choices move a and N_opt less than the bootstrap interval")
+
+
 def _base_params(path: Path) -> dict[str, float]:
     from scaling.fitting import Law
 
@@ -238,6 +313,7 @@ FIT_FLAGS = {
     "drop_highest": "--drop-highest",
     "holdout": "--holdout",
     "exclude": "--exclude",
+    "compute": "--compute",
 }
 PREDICT_FLAGS = {
     "level": "--level",
