@@ -56,7 +56,11 @@ def blas_threads():
     """A context in which BLAS (numpy, scipy) uses ``FIT_BLAS_THREADS`` threads."""
     if FIT_BLAS_THREADS is None:
         return contextlib.nullcontext()
-    from threadpoolctl import threadpool_limits  # loads numpy's BLAS libraries: on a fit only
+    # threadpoolctl limits the BLAS libraries loaded when the context starts: scipy's own
+    # (its optimizers' L-BFGS calls it) must be loaded first, or a fit that imports scipy
+    # inside the context runs it on a thread per core (a 9 s degenerate fit took 47 s so)
+    import scipy.optimize  # noqa: F401
+    from threadpoolctl import threadpool_limits
 
     return threadpool_limits(limits=FIT_BLAS_THREADS, user_api="blas")
 
