@@ -296,3 +296,18 @@ def test_kaplan_on_its_own_n_still_pairs_with_a_law_on_the_same_points():
     assert kaplan.compute_.size == "non_embedding" and parametric.compute_.size == "total"
     assert kaplan.points_digest_ == parametric.points_digest_ == points.digest
     assert shared_resamples([kaplan, parametric]) == [0, 1, 2]
+
+
+def test_a_fit_runs_every_blas_library_on_one_thread():
+    """scipy's own OpenBLAS included, which loads with scipy.optimize: a limit set before it
+    loaded did not reach it, and a degenerate fit on a busy machine took 5x as long."""
+    from threadpoolctl import threadpool_info
+
+    from scaling.fitting.base import blas_threads
+
+    with blas_threads():
+        import scipy.optimize  # noqa: F401  what a law's fit imports inside the context
+
+        counts = {info["filepath"]: info["num_threads"] for info in threadpool_info()
+                  if info["user_api"] == "blas"}  # fmt: skip
+    assert counts and set(counts.values()) == {1}, counts
