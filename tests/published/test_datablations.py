@@ -85,7 +85,7 @@ def test_the_study_with_the_papers_base_finds_a_lower_objective(tmp_path):
     from scaling.fitting.objectives import rho
 
     base = tmp_path / "paper_base.json"
-    pins = [arg for name, value in PAPER_BASE.items() for arg in ("--pin", f"{name}={float(value)!r}")]
+    pins = [f"--pin={name}={float(value)!r}" for name, value in PAPER_BASE.items()]
     for args in (
         ["--law", "parametric", *pins, "--out", base],
         ["--law", "data-constrained", "--base", base, "--bootstrap", "50", "--level", "0.8",
