@@ -27,6 +27,20 @@ def _default_sigint() -> None:
     signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
+def scaling(*args, env, check=True) -> subprocess.CompletedProcess:
+    """``python -m scaling ARGS`` in a fresh process; by default it must succeed."""
+    done = subprocess.run(
+        [sys.executable, "-m", "scaling", *map(str, args)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=900,
+    )
+    if check:
+        assert done.returncode == 0, (args, done.stdout[-2000:], done.stderr[-2000:])
+    return done
+
+
 def spawn(args: list[str], **kwargs) -> subprocess.Popen:
     """Popen in a process group of its own, with SIGINT's default action; whatever of the
     group still runs when the test ends is killed (a failed test leaves no run training)."""

@@ -4,10 +4,10 @@ with fit: rules for lr, batch and centre → plot with every fit file present.""
 
 import json
 import os
-import subprocess
-import sys
 
 import pytest
+
+from .conftest import scaling
 
 SPEC = """
 [sweep]
@@ -54,19 +54,6 @@ centre = "100"
 lr = [1e-2, 3e-2]
 batch_tokens = [1024, 2048]
 """
-
-
-def scaling(*args, env, check=True):
-    done = subprocess.run(
-        [sys.executable, "-m", "scaling", *map(str, args)],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=900,
-    )
-    if check:
-        assert done.returncode == 0, (args, done.stdout[-2000:], done.stderr[-2000:])
-    return done
 
 
 @pytest.mark.slow

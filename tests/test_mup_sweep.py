@@ -4,11 +4,11 @@ size, each run's config carrying the parametrization), launch, fit, export; the 
 
 import json
 import os
-import subprocess
-import sys
 
 import pytest
 import torch
+
+from .conftest import scaling
 
 SPEC = """
 [sweep]
@@ -50,18 +50,6 @@ sizes = 3
 spread = 3.0
 centre = "100"
 """
-
-
-def scaling(*args, env):
-    done = subprocess.run(
-        [sys.executable, "-m", "scaling", *map(str, args)],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=900,
-    )
-    assert done.returncode == 0, (args, done.stdout[-2000:], done.stderr[-2000:])
-    return done
 
 
 @pytest.mark.slow
