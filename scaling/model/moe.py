@@ -139,6 +139,13 @@ class MoE(nn.Module):
             h = self._grouped_mm(xs, self.w_in, offs)
             h = self._activate(h)
             return self._grouped_mm(h, self.w_out, offs)
+        return self._expert_loop(xs, counts)
+
+    # Eager even inside a compiled block: each expert's token count is data, so dynamo would
+    # break the graph at ``tolist`` and recompile the slices for every new count until its
+    # recompile limit (8, seen on an H200 in benchmarks/gpu_check.sh), then run them eagerly.
+    @torch.compiler.disable
+    def _expert_loop(self, xs: torch.Tensor, counts: torch.Tensor) -> torch.Tensor:
         outputs, start = [], 0
         for expert, n in enumerate(counts.tolist()):
             part = xs[start : start + n]

@@ -5,6 +5,7 @@ from scaling.model import ModelConfig, MoE, Transformer
 from scaling.model.layers import MLP
 from scaling.model.moe import expert_impl_for
 
+CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 BASE = dict(vocab_size=64, d_model=32, n_layers=2, n_heads=4, max_seq_len=32, d_ff=64)
 
 
@@ -188,28 +189,54 @@ def test_the_moe_forward_compiles_without_a_graph_break():
     assert explained.graph_break_count == 0, explained.break_reasons
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
-@pytest.mark.parametrize("d_ff, impl", [(96, "grouped_mm"), (88, "loop")])  # experts 48, 44
-def test_cuda_bf16_experts_with_an_empty_expert(d_ff, impl):
-    """On CUDA under bf16 autocast: the grouped GEMM where its kernel takes the shapes, the
-    loop where it does not (44 columns), each equal to the fp32 loop within bf16's precision,
-    with one expert given no token at all (pytorch#172439 on Blackwell)."""
+@pytest.mark.parametrize(
+    "device, d_ff, impl",
+    [
+        pytest.param("cuda", 96, "grouped_mm", marks=CUDA),  # experts of 48 columns
+        pytest.param("cuda", 88, "loop", marks=CUDA),  # 44: the kernel refuses them
+        ("cpu", 88, "loop"),  # the test's own logic, where CI can run it
+    ],
+)
+def test_bf16_experts_with_an_empty_expert(device, d_ff, impl):
+    """Under bf16 autocast: on CUDA the grouped GEMM where its kernel takes the shapes, the loop
+    where it does not (44 columns), each equal to the fp32 loop within bf16's precision, with
+    one expert given no token at all (pytorch#172439 on Blackwell)."""
     torch.manual_seed(0)
     cfg = ModelConfig(**{**BASE, "d_model": 64, "d_ff": d_ff}, n_experts=4, top_k=1, granularity=2)
-    moe = MoE(cfg).cuda()
+    moe = MoE(cfg).to(device)
+    # Expert 3 is never chosen: its logit is -10 times a sum of positive inputs. (Inputs of
+    # either sign, as this test first had, gave it every token whose sum was negative: the
+    # H200 run of benchmarks/gpu_check.sh failed both CUDA cases on that.)
     with torch.no_grad():
-        moe.router.weight[3] = -10.0  # expert 3 is never chosen
-    x = torch.randn(2, 32, 64, device="cuda", requires_grad=True)
+        moe.router.weight[3] = -10.0
+    x = torch.randn(2, 32, 64, device=device).abs().requires_grad_()
     results = []
     for autocast in (False, True):
         moe.zero_grad()
         x.grad = None
-        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=autocast):
+        with torch.autocast(device, dtype=torch.bfloat16, enabled=autocast):
             out, stats = moe(x)
         out.float().pow(2).sum().backward()
         results.append((out.detach().float(), x.grad.clone(), moe.w_in.grad.clone()))
     assert stats.load[3] == 0
-    assert expert_impl_for("cuda", True, 64, cfg.expert_dim) == impl
+    assert expert_impl_for(device, True, 64, cfg.expert_dim) == impl
     for fp32, bf16 in zip(*results, strict=True):
         torch.testing.assert_close(bf16, fp32, rtol=2e-2, atol=2e-2)
     assert results[1][2][3].abs().sum() == 0  # no gradient for the expert without tokens
+
+
+@pytest.mark.slow  # compiles: 10-15 s on 2 cores
+def test_the_expert_loop_does_not_recompile_under_compile():
+    """The loop (any fp32 run, the CPU, unaligned bf16 experts) slices by each expert's token
+    count, which is data: compiled, dynamo recompiled the slices for every new count until its
+    limit (8 recompiles in the first steps of an MoE run on an H200), and the run was 2x
+    slower on this CPU. The loop runs eagerly inside the compiled block instead."""
+    torch.manual_seed(0)
+    moe = MoE(ModelConfig(**BASE, n_experts=4, top_k=2))
+    assert moe.expert_impl in ("auto", "loop")
+    compiled = torch.compile(moe)
+    torch._dynamo.reset()
+    compiled(torch.randn(2, 16, 32))  # the first call compiles
+    with torch._dynamo.config.patch(error_on_recompile=True):
+        for _ in range(4):  # other inputs: other counts per expert
+            compiled(torch.randn(2, 16, 32))
