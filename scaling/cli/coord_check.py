@@ -37,6 +37,9 @@ def coord_check(
             "its base_width and base_depth: the negative control of a µP config)."
         ),
     ] = None,
+    device: Annotated[
+        str, typer.Option(help="cpu or cuda (fp32 either way; cuda: the first visible GPU).")
+    ] = "cpu",
     set_: SetOption = None,
     plot: Annotated[
         Path | None, typer.Option(help="Write the figure (RMS against width) to this file.")
@@ -64,6 +67,8 @@ def coord_check(
         raise fail(f"--layers {layers}: must be at least 1")
     if lr is not None and not lr > 0:
         raise fail(f"--lr {lr}: must be a positive number")
+    if device not in ("cpu", "cuda"):
+        raise fail(f"--device {device!r}: cpu or cuda")
     if plot is not None:
         from scaling.fileio import check_output_file
 
@@ -73,6 +78,8 @@ def coord_check(
     import torch
 
     torch.set_flush_denormal(True)  # before torch starts its worker threads
+    if device == "cuda" and not torch.cuda.is_available():
+        raise fail("--device cuda: no GPU visible to this process (torch.cuda.is_available())")
     with errors():
         overrides = dict(map(_parse_override, set_ or []))
         if parametrization is not None:
@@ -99,7 +106,7 @@ def coord_check(
 
         try:
             result = run_check(
-                model, train, tokens, width_list, steps, batch, seeds, on_width=on_width
+                model, train, tokens, width_list, steps, batch, seeds, on_width, device
             )
         except ValueError as err:
             raise fail(str(err)) from None

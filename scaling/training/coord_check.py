@@ -6,7 +6,7 @@ as large for a wide matrix as for a narrow one, and a wide layer sums more of th
 
 Each width is the given config with ``d_model`` changed and every other hidden size kept in
 proportion (heads of the same ``head_dim``, the feed-forward at its default ratio), trained with
-the run's AdamW and learning rate (no schedule, no clipping, fp32 on the CPU) on one fixed
+the run's AdamW and learning rate (no schedule, no clipping, fp32, on the CPU or a GPU) on one fixed
 batch of real text, as mup's ``fix_data``: random tokens give gradients that are mostly noise,
 whose uncorrelated part shrinks as 1/sqrt(width) and would read as a slope of -1/2 at small
 widths. Measured in the forward pass of each step (step 1 is the initialisation): the root mean
@@ -131,13 +131,14 @@ def coord_check(
     batch: int = 8,
     seeds: int = 2,
     on_width: Callable[[int, int], None] | None = None,
+    device: torch.device | str = "cpu",
 ) -> CoordCheck:
     """Train ``cfg`` at each width for ``steps`` steps on one batch of ``tokens`` and record
     the RMS of every layer's output at every step. ``on_width(width, seed)`` is called before
     each training (progress)."""
     if len(widths) < 2 or steps < 1 or seeds < 1:
         raise ValueError("a coordinate check needs two widths or more, a step and a seed")
-    x, y = fixed_batch(tokens, batch, train.seq_len)
+    x, y = (t.to(device) for t in fixed_batch(tokens, batch, train.seq_len))
     log_rms: dict[str, np.ndarray] = {}
     for column, width in enumerate(widths):
         model_cfg = at_width(cfg, width)
@@ -154,8 +155,8 @@ def coord_check(
 def _train_and_measure(
     cfg: ModelConfig, train: TrainConfig, x: torch.Tensor, y: torch.Tensor, steps: int, seed: int
 ) -> dict[str, list[float]]:
-    torch.manual_seed(seed)
-    model = Transformer(cfg)
+    torch.manual_seed(seed)  # the initialisation is drawn on the CPU: the same on any device
+    model = Transformer(cfg).to(x.device)
     optimizer = build_optimizer(model, train, cfg)
     set_learning_rate(optimizer, train.lr)
     seen: dict[str, float] = {}

@@ -8,6 +8,7 @@ import subprocess
 import sys
 
 import pytest
+import torch
 
 SPEC = """
 [sweep]
@@ -89,6 +90,12 @@ def test_mup_keeps_every_layer_flat_and_the_standard_one_does_not(tmp_path):
         (["--widths", "64,72"], "72 is not a multiple of head_dim (16)"),
         (["--steps", "0"], "--steps 0"),
         (["--parametrization", "mup2", "--widths", "64,128"], "parametrization"),
+        (["--device", "tpu"], "--device 'tpu': cpu or cuda"),
+        pytest.param(
+            ["--device", "cuda"],
+            "--device cuda: no GPU visible",
+            marks=pytest.mark.skipif(torch.cuda.is_available(), reason="a GPU is visible"),
+        ),
     ],
 )
 def test_bad_input_is_one_line(tmp_path, args, message):
@@ -124,3 +131,23 @@ def test_the_library_call_and_a_run_config(tmp_path):
     }
     assert all(len(steps) == 2 and len(steps[0]) == 2 for steps in result.rms.values())
     assert set(result.to_dict()["slopes"]) == set(result.rms)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_measures_what_the_cpu_measures():
+    """The check on a GPU (fp32) reads the same RMS as on the CPU: the initialisation is drawn
+    on the CPU, so only rounding in the kernels differs."""
+    import numpy as np
+
+    from scaling.training.coord_check import coord_check
+
+    from .conftest import tiny_run
+
+    run = tiny_run(model={"parametrization": "mup", "base_width": 32})
+    tokens = np.arange(10_000) % 251
+    cpu, cuda = (
+        coord_check(run.model, run.train, tokens, [32, 64], 3, 2, 1, device=device)
+        for device in ("cpu", "cuda")
+    )
+    for layer, values in cpu.rms.items():
+        np.testing.assert_allclose(cuda.rms[layer], values, rtol=1e-3, err_msg=layer)
