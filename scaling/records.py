@@ -1,6 +1,8 @@
 """The shapes of the files between stages, as pydantic models: what ``scaling.rundir``
-checks when it reads result.json, plan.csv and summary.json, so a hand-edited or damaged
-file is one line naming file, row and field rather than a crash three modules later."""
+checks when it writes and reads plan.csv (``PlanRow``), metrics.jsonl (``MetricsLine``),
+result.json (``Result``) and summary.json (``Summary``), so a writer cannot leave a file the
+next stage refuses, and a hand-edited or damaged file is one line naming file, row and field
+rather than a crash three modules later."""
 
 from __future__ import annotations
 
@@ -48,6 +50,42 @@ class Result(_Record):
     reason: str | None = None
 
 
+class MetricsLine(_Record):
+    """One line of metrics.jsonl: a logged step. The trainer adds what it measured (throughput,
+    MFU, memory, evaluation, MoE routing); these are what the fits, plots and status read."""
+
+    # A diverging run's last line may hold an infinite or NaN loss: it is still its record.
+    model_config = ConfigDict(extra="allow", allow_inf_nan=True)
+
+    step: int = Field(ge=0)
+    tokens: Finite = Field(ge=0)
+    flops: Finite | None = Field(None, ge=0)
+    flop_formula: str | None = None
+    lr: Finite | None = Field(None, ge=0)
+    train_loss: Finite | None = None
+    eval_loss: Finite | None = None
+    eval_bpb: Finite | None = None
+    tokens_per_s: Finite | None = Field(None, ge=0)
+
+
+class PlanRow(_Record):
+    """A row of plan.csv: one planned run. ``budget`` is empty for a fixed grid's runs, ``lr``,
+    ``batch_tokens`` and ``steps`` in plans written before they were columns."""
+
+    run_id: str
+    grid: str | None = None
+    kind: str | None = None
+    budget: Finite | None = Field(None, ge=0)
+    params: int = Field(ge=1)
+    params_nonembedding: int | None = Field(None, ge=0)
+    params_active: int | None = Field(None, ge=1)
+    tokens: int = Field(ge=1)
+    flops: Finite = Field(ge=0)
+    lr: Finite | None = Field(None, ge=0)
+    batch_tokens: int | None = Field(None, ge=1)
+    steps: int | None = Field(None, ge=1)
+
+
 class Summary(_Record):
     """RUNS/summary.json, the demo's verdict: what `scaling plot` draws of it."""
 
@@ -71,13 +109,12 @@ def validated(model: type[_Record], data: Any, where: str) -> dict[str, Any]:
     return {**data, **checked.model_dump(include=set(data))}
 
 
-# plan.csv: the columns the launcher, status and the fits read, and what each must hold.
-PLAN_NUMBERS = {  # column: (smallest allowed, may be empty)
-    "params": (1, False),
-    "tokens": (1, False),
-    "flops": (0, False),
-    "budget": (0, True),  # empty for fixed grids
-    "lr": (0, True),
-    "batch_tokens": (1, True),
-    "steps": (1, True),
-}
+def plan_numbers() -> dict[str, tuple[float, bool]]:
+    """plan.csv's numeric columns as ``{column: (smallest allowed, may be empty)}``, from
+    ``PlanRow``: what ``RunsDir.read_plan`` checks row by row with the row's number."""
+    numbers = {}
+    for name, field in PlanRow.model_fields.items():
+        bound = next((m for m in field.metadata if hasattr(m, "ge")), None)
+        if bound is not None:
+            numbers[name] = (bound.ge, not field.is_required())
+    return numbers

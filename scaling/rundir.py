@@ -30,13 +30,13 @@ import shutil
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 from scaling.config import ConfigError
 from scaling.fileio import write_atomic, write_json_atomic
-from scaling.records import PLAN_NUMBERS, Result, Summary, validated
+from scaling.records import MetricsLine, PlanRow, Result, Summary, plan_numbers, validated
 
-RESULT_STATUSES = ("done", "failed", "diverged")
+RESULT_STATUSES = get_args(Result.model_fields["status"].annotation)  # done, failed, diverged
 RUN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 PLAN_COLUMNS = ("run_id",)
 
@@ -155,7 +155,9 @@ class RunDir:
             raise ConfigError(f"{err} (delete the file to train the run again)") from None
 
     def write_result(self, result: dict[str, Any]) -> None:
-        write_json_atomic(self.result_path, result)
+        """Checked as ``read_result`` will check it: a writer's slip fails here, not in the
+        launcher or the fit that reads the file later."""
+        write_json_atomic(self.result_path, validated(Result, result, str(self.result_path)))
 
     def set_result_aside(self, label: str) -> Path:
         """Keep an earlier attempt's result as result.<label>.json (before a retry)."""
@@ -227,7 +229,7 @@ class RunDir:
                     break
             if not isinstance(record, dict):
                 raise ConfigError(f"{path}:{number}: not a JSON object (corrupt metrics line)")
-            records.append(record)
+            records.append(validated(MetricsLine, record, f"{path}:{number}"))
         return records
 
     def last_metrics(self) -> dict[str, Any]:
@@ -308,8 +310,9 @@ class RunDir:
         return records
 
     def append_metrics(self, record: dict[str, Any]) -> None:
+        line = validated(MetricsLine, record, f"{self.metrics_path} (a new line)")
         with self.metrics_path.open("a") as handle:
-            handle.write(json.dumps(record) + "\n")
+            handle.write(json.dumps(line) + "\n")
 
 
 @dataclass(frozen=True)
@@ -384,7 +387,7 @@ class RunsDir:
                 f"{path}: run_id {repeated.iloc[0]} is listed {len(rows)} times (rows "
                 f"{', '.join(map(str, rows))}); a run is one row"
             )
-        for column, (smallest, may_be_empty) in PLAN_NUMBERS.items():
+        for column, (smallest, may_be_empty) in plan_numbers().items():
             if column not in plan:
                 continue
             numbers = pd.to_numeric(plan[column], errors="coerce")
@@ -402,6 +405,11 @@ class RunsDir:
         return self.read_plan()["run_id"].tolist()
 
     def write_plan(self, frame) -> None:
+        """plan.csv from one row per run, each checked as a ``PlanRow`` (an empty cell is NaN
+        in the frame and None in the row)."""
+        for number, row in enumerate(frame.to_dict("records"), start=2):  # row 1: the header
+            cells = {k: None if isinstance(v, float) and v != v else v for k, v in row.items()}
+            validated(PlanRow, cells, f"{self.plan_path}: row {number}")
         write_atomic(self.plan_path, frame.to_csv(index=False))
 
     def write_sweep(self, text: str) -> None:
@@ -431,4 +439,4 @@ class RunsDir:
         return validated(Summary, summary, str(path))
 
     def write_summary(self, summary: dict[str, Any]) -> None:
-        write_json_atomic(self.summary_path, summary)
+        write_json_atomic(self.summary_path, validated(Summary, summary, str(self.summary_path)))

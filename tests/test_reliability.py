@@ -108,7 +108,7 @@ def test_every_checkpoint_damaged_is_one_line(trained, tmp_path):
 
 def test_a_restart_keeps_what_the_earlier_start_logged(tmp_path):
     run = RunDir(tmp_path)
-    run.append_metrics({"step": 5, "train_loss": 3.0})
+    run.append_metrics({"step": 5, "tokens": 5120, "train_loss": 3.0})
     run.start_metrics(resume_step=None)
     assert run.read_metrics() == []
     assert json.loads((tmp_path / "metrics.jsonl.restarted").read_text())["step"] == 5
