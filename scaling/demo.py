@@ -8,7 +8,9 @@ and laws already fitted on the same points are not fitted again.
 
 from __future__ import annotations
 
+import contextlib
 import math
+from collections.abc import Iterator
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -79,27 +81,32 @@ def check_study(spec, where: str) -> None:
             )
 
 
-def train_runs(runs: Path, progress: bool) -> dict[str, str]:
-    """Train every pending run of the plan in this process, through the launcher's in-process
-    executor (claims, so a `scaling launch` beside the demo never trains the same run), under
-    its live table on a terminal, with a line per run otherwise."""
-    from rich.console import Console
-    from rich.live import Live
+class DemoReporter:
+    """What the demo tells whoever runs it, as it goes; this base says nothing. The library
+    draws nothing itself: `scaling demo` renders these calls (lines, and the launcher's live
+    table while the runs train: ``scaling.cli.demo``), a notebook can print or ignore them."""
 
+    def message(self, text: str) -> None:
+        """A stage begins or ends (planned, fitting, the holdout)."""
+
+    def run_started(self, run_id: str, number: int, total: int) -> None:
+        """Run ``number`` of ``total`` pending runs starts training."""
+
+    @contextlib.contextmanager
+    def training(self, runs: Path) -> Iterator[None]:
+        """Around the training of every pending run of ``runs``."""
+        yield
+
+
+def train_runs(runs: Path, progress: bool, reporter: DemoReporter) -> dict[str, str]:
+    """Train every pending run of the plan in this process, through the launcher's in-process
+    executor (claims, so a `scaling launch` beside the demo never trains the same run);
+    ``progress``: each run's own progress bar."""
     from scaling.launching.local import InProcessExecutor, LaunchOptions
-    from scaling.launching.status import render, status_frame
 
     executor = InProcessExecutor(runs, LaunchOptions(progress=progress))
-    table = progress and Console().is_terminal
-    if not table:
-
-        def say(run_id: str, number: int, total: int) -> None:
-            if progress:
-                print(f"[{number}/{total}] training {run_id}", flush=True)
-
-        return executor.run(on_start=say)
-    with Live(get_renderable=lambda: render(status_frame(runs)), refresh_per_second=1):
-        return executor.run()
+    with reporter.training(runs):
+        return executor.run(on_start=reporter.run_started)
 
 
 def earlier_fits(runs, points, options: dict[str, Any]) -> dict[str, Any]:
@@ -159,7 +166,11 @@ def run_demo(
     progress: bool = True,
     spec_path: Path | None = None,
     seed: int | None = None,
+    reporter: DemoReporter | None = None,
 ) -> dict[str, Any]:
+    """The whole study into ``out`` (resumable); its summary, also written as summary.json.
+    ``progress``: the data preparation's and each training's progress bars; ``reporter``:
+    the stages as they go (silent by default)."""
     from scaling import results
     from scaling.counting import count_params
     from scaling.data import prepare_data
@@ -177,10 +188,11 @@ def run_demo(
     plan = plan_sweep(spec, spec_dir)
     runs = RunsDir(out)
     write_plan(plan, spec, out)
-    say = print if progress else (lambda *a, **k: None)
+    reporter = reporter or DemoReporter()
+    say = reporter.message
     say(f"planned {len(plan.runs)} runs into {out}")
     prepare_data(spec.data, progress=progress)
-    train_runs(out, progress)
+    train_runs(out, progress, reporter)
 
     points = prepare_points(results.load(out), source=str(out))
     options = {"bootstrap_samples": 30 if tiny else BOOTSTRAP, "seed": 0}

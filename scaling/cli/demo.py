@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from scaling.cli import JsonOption, app, errors, fail
+from scaling.demo import DemoReporter
 
 
 @app.command()
@@ -41,13 +44,19 @@ def demo(
 
     torch.set_flush_denormal(True)  # before torch starts its threads
 
-    from scaling.demo import describe, run_demo
+    from scaling.demo import DemoReporter, describe, run_demo
     from scaling.training.trainer import Interrupted
 
+    shown = progress and not as_json
     try:
         with errors():
             summary = run_demo(
-                out, tiny=tiny, progress=progress and not as_json, spec_path=spec, seed=seed
+                out,
+                tiny=tiny,
+                progress=shown,
+                spec_path=spec,
+                seed=seed,
+                reporter=_TerminalReporter() if shown else DemoReporter(),
             )
     except (Interrupted, KeyboardInterrupt):
         raise fail("interrupted: run `scaling demo` again to resume") from None
@@ -59,3 +68,33 @@ def demo(
 
     runs = RunsDir(out)
     typer.echo(f"figures in {runs.figures}, summary in {runs.summary_path}")
+
+
+class _TerminalReporter(DemoReporter):
+    """The demo's stages as lines; while the runs train, the launcher's live table on a
+    terminal, or a line per run where the output is a file or a pipe."""
+
+    def __init__(self) -> None:
+        from rich.console import Console
+
+        self.live_table = Console().is_terminal
+
+    def message(self, text: str) -> None:
+        typer.echo(text)
+
+    def run_started(self, run_id: str, number: int, total: int) -> None:
+        if not self.live_table:
+            typer.echo(f"[{number}/{total}] training {run_id}")
+
+    @contextlib.contextmanager
+    def training(self, runs: Path) -> Iterator[None]:
+        if not self.live_table:
+            yield
+            return
+        from rich.live import Live
+
+        from scaling.cli.present import status_table
+        from scaling.launching.status import status_frame
+
+        with Live(get_renderable=lambda: status_table(status_frame(runs)), refresh_per_second=1):
+            yield
