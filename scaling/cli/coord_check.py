@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from scaling.cli import JsonOption, SetOption, _parse_override, app, errors, fail
+from scaling.cli import JsonOption, SetOption, _parse_override, app, errors, fail, present
 
 
 @app.command("coord-check")
@@ -118,7 +118,7 @@ def coord_check(
     if as_json:
         typer.echo(json.dumps(result.to_dict()))
         return
-    _print_table(result)
+    present.coord_check_table(result)
     if plot is not None:
         typer.echo(f"wrote {plot}")
 
@@ -167,27 +167,3 @@ def _configs(path: Path, overrides: dict, layers: int | None, lr: float | None):
         raise ConfigError(describe_validation_error(err, f"{path}: [model] with --set")) from None
     assert isinstance(data, DataConfig)
     return model, data, train
-
-
-def _print_table(result) -> None:
-    from rich.console import Console
-    from rich.table import Table
-
-    slopes = result.slopes()
-    table = Table(
-        title=f"RMS at step {result.steps} ({result.parametrization}, {result.seeds} seeds)",
-        title_justify="left",
-    )
-    table.add_column("layer")
-    for width in result.widths:
-        table.add_column(str(width), justify="right")
-    table.add_column("slope", justify="right")
-    for layer, values in result.rms.items():
-        slope = slopes[layer]
-        style = "" if abs(slope) <= 0.1 else "yellow"
-        table.add_row(
-            layer,
-            *(f"{v:.3g}" for v in values[-1]),
-            f"[{style}]{slope:+.2f}[/]" if style else f"{slope:+.2f}",
-        )
-    Console().print(table)

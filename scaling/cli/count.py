@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from scaling.cli import _load_config, app, fail
+from scaling.cli import _load_config, app, fail, present
 
 
 @app.command()
@@ -56,24 +56,4 @@ def count(
         typer.echo(json.dumps(report, indent=2))
         return
 
-    from rich.console import Console
-    from rich.table import Table
-
-    table = Table(title="parameters", title_justify="left")
-    table.add_column("kind")
-    table.add_column("count", justify="right")
-    for key, value in params.to_dict().items():
-        table.add_row(key, f"{value:,}")
-    flop_table = Table(title=f"training FLOPs per token (seq_len {seq_len})", title_justify="left")
-    flop_table.add_column("method")
-    flop_table.add_column("FLOPs/token", justify="right")
-    if budget is not None:
-        flop_table.add_column(f"tokens for {budget:.3g} FLOPs", justify="right")
-    for method, value in flops.items():
-        row = [method, f"{value:.4g}"]
-        if budget is not None:
-            row.append(f"{budget / value:.4g}")
-        flop_table.add_row(*row)
-    console = Console()
-    console.print(table)
-    console.print(flop_table)
+    present.count_tables(params.to_dict(), flops, seq_len, budget)

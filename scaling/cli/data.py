@@ -6,7 +6,7 @@ import json
 
 import typer
 
-from scaling.cli import ConfigArg, JsonOption, SetOption, _load_config, app, errors
+from scaling.cli import ConfigArg, JsonOption, SetOption, _load_config, app, errors, present
 
 data_app = typer.Typer(
     help="Prepare tokenized data (once per corpus and tokenizer) and list the cache.",
@@ -34,7 +34,7 @@ def data_prepare(config: ConfigArg = None, set_: SetOption = None, as_json: Json
         return
     verb = "reused" if prepared.reused else "prepared"
     typer.echo(f"{verb} {prepared.path}")
-    _print_cache_table([prepared])
+    present.cache_table([prepared])
     if meta["replaced_chars"]:
         typer.echo(
             f"note: {meta['replaced_chars']} undecodable bytes were replaced (U+FFFD) in "
@@ -55,35 +55,4 @@ def data_info(as_json: JsonOption = False):
     if not entries:
         typer.echo(f"no prepared data in {cache_dir() / 'data'}")
         return
-    _print_cache_table(entries)
-
-
-def _print_cache_table(entries) -> None:
-    from rich.console import Console
-    from rich.table import Table
-
-    table = Table()
-    for column in (
-        "key",
-        "source",
-        "tokenizer",
-        "vocab",
-        "train tokens",
-        "val tokens",
-        "tokens/byte",
-    ):
-        table.add_column(
-            column, justify="right" if "tok" in column or column == "vocab" else "left"
-        )
-    for entry in entries:
-        meta = entry.meta
-        table.add_row(
-            meta["key"],
-            meta["source"],
-            meta["tokenizer"]["kind"],
-            str(meta["vocab_size"]),
-            f"{meta['train']['tokens']:,}",
-            f"{meta['val']['tokens']:,}",
-            f"{meta['tokens_per_byte']:.3f}",
-        )
-    Console().print(table)
+    present.cache_table(entries)

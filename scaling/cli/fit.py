@@ -14,80 +14,10 @@ from typing import Annotated, Any
 
 import typer
 
-from scaling.cli import JsonOption, app, errors, fail
+from scaling.cli import JsonOption, app, errors, fail, present
 from scaling.cli.law_options import bound, flag, law_parameters, parse_pairs, with_law_options
 from scaling.fitting.api import LAW_NAMES  # the laws, named once, in the order they print
 from scaling.results import BUDGET_TOLERANCE
-
-
-def _law_table(outcome) -> None:
-    from rich.console import Console
-    from rich.table import Table
-
-    law = outcome.law
-    console = Console()
-    table = Table(title=f"{law.law}: {law.formula}", title_justify="left")
-    table.add_column("parameter")
-    table.add_column("value", justify="right")
-    table.add_column(f"{law.level:.0%} interval", justify="right")
-    # a parameter held fixed has a zero-width interval: say so rather than print it as fitted
-    held = {
-        **dict.fromkeys(getattr(law, "base", None) or {}, "given (--base)"),
-        **dict.fromkeys(getattr(law, "pinned", None) or {}, "pinned"),
-    }
-    for name, value in law.params_.items():
-        low_high = law.intervals_.get(name)
-        interval = f"[{low_high[0]:.4g}, {low_high[1]:.4g}]" if low_high else ""
-        table.add_row(name, f"{value:.6g}", held.get(name, interval))
-    derived = law.allocation_exponents()
-    for name in ("a", "b"):
-        if name in derived:
-            low_high = derived.get("derived_intervals", {}).get(name) or law.intervals_.get(name)
-            interval = f"[{low_high[0]:.4g}, {low_high[1]:.4g}]" if low_high else ""
-            table.add_row(
-                f"{name} (N_opt ∝ C^a, D_opt ∝ C^b)" if name == "a" else name,
-                f"{derived[name]:.4f}",
-                interval,
-            )
-    console.print(table)
-    console.print(
-        f"{law.n_points_} points used, {len(law.excluded_)} excluded"
-        + (f", objective {law.objective_:.4g}" if law.objective_ is not None else "")
-    )
-    for entry in law.excluded_[:10]:
-        console.print(
-            f"  excluded row {entry['row']} ({entry.get('run_id') or '-'}): {entry['reason']}"
-        )
-    if "bootstrap" in law.details_:
-        console.print(f"  bootstrap: {law.details_['bootstrap']}")
-    for warning in law.details_.get("warnings", []):
-        console.print(f"  [yellow]warning[/]: {warning}")
-    for budget in law.details_.get("budgets", []):
-        if budget.get("reason"):
-            console.print(f"  budget {budget['budget']:.3g} left out: {budget['reason']}")
-    if outcome.optima:
-        opt = Table(title="compute-optimal allocation", title_justify="left")
-        for column in ("compute", "N_opt", "D_opt", "tokens/param", "loss"):
-            opt.add_column(column, justify="right")
-        for row in outcome.optima:
-            ranges = row.get("intervals", {})
-
-            def cell(key, fmt, row=row, ranges=ranges):
-                text = format(row[key], fmt)
-                if key in ranges:
-                    text += f" [{ranges[key][0]:{fmt}}, {ranges[key][1]:{fmt}}]"
-                return text
-
-            opt.add_row(
-                f"{row['compute']:.3g}",
-                cell("params", ".4g"),
-                cell("tokens", ".4g"),
-                cell("tokens_per_param", ".1f"),
-                cell("loss", ".4f"),
-            )
-        console.print(opt)
-    if outcome.backtest is not None:
-        console.print(f"backtest: {json.dumps(outcome.backtest, default=str)}")
 
 
 def _fit(
@@ -224,7 +154,7 @@ def _fit(
         )
         return
     for outcome in outcomes:
-        _law_table(outcome)
+        present.law_table(outcome)
     for entry in skipped:
         typer.echo(f"skipped {entry['law']}: {entry['reason']}")
     for outcome in outcomes:
@@ -249,47 +179,7 @@ def _audit(points, law: str, out: Path | None, compute: float | None, given, as_
     if as_json:
         typer.echo(json.dumps(result.to_dict(), default=float))
         return
-    _audit_table(result)
-
-
-def _audit_table(result) -> None:
-    from rich.console import Console
-    from rich.table import Table
-
-    console = Console()
-    table = Table(
-        title=f"Approach 3 refitted under each choice; answers at C = {result.compute:.3g}",
-        title_justify="left",
-    )
-    for column in ("choice", "points", "a", "b", "N_opt", "D_opt", "loss"):
-        table.add_column(column, justify="left" if column == "choice" else "right")
-    for c in result.choices:
-        if c.note:
-            table.add_row(c.choice, str(c.n_points), f"[dim]{c.note}[/]")
-            continue
-        table.add_row(
-            c.choice, str(c.n_points), f"{c.a:.3f}", f"{c.b:.3f}",
-            f"{c.params:.3g}", f"{c.tokens:.3g}", f"{c.loss:.3f}",
-        )  # fmt: skip
-    console.print(table)
-    spread = result.spread()
-    summary = Table(title="spread over the choices against the bootstrap", title_justify="left")
-    summary.add_column("answer")
-    summary.add_column("choices", justify="right")
-    for unit in result.intervals:
-        summary.add_column(f"{result.level:.0%} by {unit}", justify="right")
-    for key, label in (("a", "a"), ("b", "b"), ("params", "N_opt"), ("tokens", "D_opt"),
-                       ("loss", "loss")):  # fmt: skip
-        cells = [spread[key], *(interval[key] for interval in result.intervals.values())]
-        summary.add_row(label, *(f"{low:.3g} - {high:.3g}" for low, high in cells))
-    console.print(summary)
-    for unit, note in result.notes.items():
-        console.print(f"  no bootstrap by {unit}: {note}")
-    verdicts = result.verdicts()
-    for verdict in verdicts:
-        console.print(f"[yellow]verdict[/]: {verdict}")
-    if not verdicts:
-        console.print("verdict: the choices move a and N_opt less than the bootstrap interval")
+    present.audit_table(result)
 
 
 def _base_params(path: Path) -> dict[str, float]:
@@ -374,23 +264,4 @@ def predict(
     if as_json:
         typer.echo(json.dumps(prediction))
         return
-    from rich.console import Console
-    from rich.table import Table
-
-    table = Table(title=f"prediction ({law_name} law)", title_justify="left")
-    table.add_column("quantity")
-    table.add_column("value", justify="right")
-    table.add_column("interval" if level is None else f"{level:.0%} interval", justify="right")
-    intervals = prediction.get("intervals", {})
-    for key, value in prediction.items():
-        if key == "intervals":
-            continue
-        low_high = intervals.get(key)
-        table.add_row(
-            key,
-            f"{value:.5g}",
-            f"[{low_high[0]:.4g}, {low_high[1]:.4g}]"
-            if low_high and low_high[0] != low_high[1]
-            else "",
-        )
-    Console().print(table)
+    present.prediction_table(law_name, prediction, level)

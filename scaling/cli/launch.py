@@ -11,7 +11,7 @@ from typing import Annotated
 
 import typer
 
-from scaling.cli import JsonOption, app, errors, fail, json_rows
+from scaling.cli import JsonOption, app, errors, fail, json_rows, present
 
 RunsArg = Annotated[Path, typer.Argument(metavar="RUNS", help="A planned runs directory.")]
 StaleOption = Annotated[
@@ -182,28 +182,7 @@ def _print_dry_run(frame, options, as_json: bool) -> None:
             )
         )
         return
-    from rich.console import Console
-    from rich.table import Table
-
-    table = Table(title="would run (dry run: nothing started or claimed)", title_justify="left")
-    for column in ("#", "run_id", "params", "FLOPs", "state", "action", "devices", "start", "wall"):
-        table.add_column(
-            column,
-            justify="left" if column in ("run_id", "state", "action", "devices") else "right",
-        )
-    for row in frame.itertuples():
-        table.add_row(
-            str(row.order),
-            row.run_id,
-            f"{row.params:,}",
-            f"{row.flops:.3g}",
-            row.state,
-            row.action,
-            row.devices,
-            "" if row.start_s is None or row.start_s != row.start_s else _duration(row.start_s),
-            "" if row.wall_s is None or row.wall_s != row.wall_s else _duration(row.wall_s),
-        )
-    Console().print(table)
+    present.dry_run_table(frame, _duration)
     typer.echo(
         f"{len(to_train)} of {len(frame)} selected run(s) would train here, "
         f"{options.max_parallel} at a time, in about {_duration(wall)} (estimated from the "
@@ -247,7 +226,7 @@ def _run_with_table(local, runs: Path, progress: bool, stale_after: float) -> di
     from rich.console import Console
     from rich.live import Live
 
-    from scaling.launching.status import render, status_frame
+    from scaling.launching.status import status_frame
 
     console = Console()
     if not (progress and console.is_terminal):
@@ -262,16 +241,16 @@ def _run_with_table(local, runs: Path, progress: bool, stale_after: float) -> di
         with _stopped():
             return local.run(on_tick=report)
     last = [0.0]
-    with Live(render(status_frame(runs, stale_after)), console=console) as live:
+    with Live(present.status_table(status_frame(runs, stale_after)), console=console) as live:
 
         def refresh(executor):
             if time.time() - last[0] > 1.0:
-                live.update(render(status_frame(runs, stale_after)))
+                live.update(present.status_table(status_frame(runs, stale_after)))
                 last[0] = time.time()
 
         with _stopped():
             finished = local.run(on_tick=refresh)
-        live.update(render(status_frame(runs, stale_after)))
+        live.update(present.status_table(status_frame(runs, stale_after)))
     return finished
 
 
@@ -285,7 +264,7 @@ def status(
     """Where the grid stands: per run its state, tokens, loss, wall time; per budget the
     counts of pending, queued (waiting in Slurm), running, stale, cancelled (by scancel),
     done, failed and diverged runs."""
-    from scaling.launching.status import render, status_frame
+    from scaling.launching.status import status_frame
 
     with errors():
         frame = status_frame(runs, stale_after)
@@ -296,13 +275,13 @@ def status(
     from rich.live import Live
 
     if not watch:
-        Console().print(render(frame))
+        Console().print(present.status_table(frame))
         return
-    with Live(render(frame), refresh_per_second=1) as live:
+    with Live(present.status_table(frame), refresh_per_second=1) as live:
         try:
             while True:
                 time.sleep(2)
                 with errors():
-                    live.update(render(status_frame(runs, stale_after)))
+                    live.update(present.status_table(status_frame(runs, stale_after)))
         except KeyboardInterrupt:
             pass

@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from scaling.cli import JsonOption, app, errors, fail, json_rows
+from scaling.cli import JsonOption, app, errors, fail, json_rows, present
 
 
 @app.command()
@@ -64,74 +64,4 @@ def plan(
             )
         )
         return
-    _print_plan(frame, report, changes, out)
-
-
-def _print_plan(frame, report, changes, out) -> None:
-    from rich.console import Console
-    from rich.table import Table
-
-    console = Console()
-    table = Table(title="plan", title_justify="left")
-    columns = [
-        "run_id",
-        "grid",
-        "budget",
-        "params",
-        "n_layers",
-        "d_model",
-        "n_heads",
-        "tokens",
-        "tokens/param",
-        "steps",
-        "lr",
-        "flops",
-    ]
-    for column in columns:
-        table.add_column(column, justify="left" if column in ("run_id", "grid") else "right")
-    for _, group in frame.sort_values(["budget", "params"]).groupby("budget", sort=False):
-        for row in group.itertuples():
-            table.add_row(
-                row.run_id,
-                row.grid,
-                f"{row.budget:.3g}",
-                f"{row.params:,}",
-                str(row.n_layers),
-                str(row.d_model),
-                str(row.n_heads),
-                f"{row.tokens:,}",
-                f"{row.tokens_per_param:.1f}",
-                str(row.steps),
-                f"{row.lr:.3g}",
-                f"{row.flops:.3g}",
-            )
-        table.add_section()
-    console.print(table)
-    largest = report["largest_run"]
-    console.print(
-        f"{report['runs']} runs, {report['total_flops']:.3g} FLOPs in all; largest "
-        f"{largest['run_id']} ({largest['params']:,} parameters, {largest['tokens']:,} tokens). "
-        f"Corpus: {report['corpus_tokens']:.3g} training tokens ({report['corpus_tokens_are']}); "
-        f"the longest run takes {report['max_epochs']:.2f} epochs"
-        + (
-            f", {report['runs_repeating_data']} runs repeat data"
-            if report["runs_repeating_data"]
-            else ""
-        )
-        + "."
-    )
-    console.print(
-        f"Estimated wall time on {report['device']}: "
-        f"{report['estimated_wall_s'] / 60:.1f} minutes at "
-        f"{report['assumed_flops_per_s']:.3g} FLOP/s on average."
-    )
-    for line in report["duplicates"]:
-        console.print(f"[yellow]deduplicated[/]: {line}")
-    for line in report["warnings"]:
-        console.print(f"[yellow]warning[/]: {line}")
-    if changes is not None:
-        console.print(
-            f"wrote {out}: {len(changes['new'])} new, {len(changes['kept'])} kept "
-            f"(unchanged), {len(changes['dropped'])} no longer in the spec"
-            + (f" ({', '.join(changes['dropped'][:5])})" if changes["dropped"] else "")
-        )
+    present.plan_table(frame, report, changes, out)

@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from scaling.cli import JsonOption, app, errors, fail, json_rows
+from scaling.cli import JsonOption, app, errors, fail, json_rows, present
 
 
 @app.command()
@@ -41,15 +41,7 @@ def published(
         if as_json:
             typer.echo(json.dumps(rows))
             return
-        from rich.console import Console
-        from rich.table import Table
-
-        table = Table(title="published points (scaling fit builtin:NAME)", title_justify="left")
-        for column in ("name", "rows", "summary"):
-            table.add_column(column)
-        for row in rows:
-            table.add_row(row["name"], str(row["rows"]), row["summary"])
-        Console().print(table)
+        present.published_table(rows)
         return
 
     if message := bundled.unknown(name):
