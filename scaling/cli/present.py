@@ -24,9 +24,10 @@ def _table(title: str | None = None) -> Table:
     return Table(title=title, title_justify="left")
 
 
-def interval(low_high, fmt: str = ".4g") -> str:
-    """``[low, high]``, or "" where there is none or it has no width (a held parameter)."""
-    if not low_high or low_high[0] == low_high[1]:
+def interval(low_high, fmt: str = ".4g", zero_width: bool = False) -> str:
+    """``[low, high]``, or "" where there is none, or where it has no width (a quantity held
+    fixed) unless ``zero_width``."""
+    if not low_high or (low_high[0] == low_high[1] and not zero_width):
         return ""
     return f"[{low_high[0]:{fmt}}, {low_high[1]:{fmt}}]"
 
@@ -46,18 +47,16 @@ def law_table(outcome) -> None:
         **dict.fromkeys(getattr(law, "pinned", None) or {}, "pinned"),
     }
     for name, value in law.params_.items():
-        low_high = law.intervals_.get(name)
-        interval = f"[{low_high[0]:.4g}, {low_high[1]:.4g}]" if low_high else ""
-        table.add_row(name, f"{value:.6g}", held.get(name, interval))
+        bounds = interval(law.intervals_.get(name), zero_width=True)
+        table.add_row(name, f"{value:.6g}", held.get(name, bounds))
     derived = law.allocation_exponents()
     for name in ("a", "b"):
         if name in derived:
             low_high = derived.get("derived_intervals", {}).get(name) or law.intervals_.get(name)
-            interval = f"[{low_high[0]:.4g}, {low_high[1]:.4g}]" if low_high else ""
             table.add_row(
                 f"{name} (N_opt ∝ C^a, D_opt ∝ C^b)" if name == "a" else name,
                 f"{derived[name]:.4f}",
-                interval,
+                interval(low_high, zero_width=True),
             )
     console.print(table)
     console.print(
