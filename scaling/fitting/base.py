@@ -92,6 +92,8 @@ class Law:
     parameters: ClassVar[tuple[str, ...]] = ()
     positive_params: ClassVar[tuple[str, ...]] = ()
     positive_in_fit: ClassVar[tuple[str, ...]] = ()
+    # What its bootstrap may draw: its input's units (the loss-curve laws': curves).
+    units: ClassVar[tuple[str, ...]] = UNITS
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
@@ -138,7 +140,7 @@ class Law:
         if isinstance(samples, bool) or not isinstance(samples, int | float) or samples < 0:
             raise FitError("must be 0 or more", param="bootstrap_samples", value=samples)
         coverage(self.level)
-        one_of("bootstrap_unit", self.bootstrap_unit, UNITS)
+        one_of("bootstrap_unit", self.bootstrap_unit, self.units)
 
     # -- the estimator's parameters ------------------------------------------------------------
     @classmethod

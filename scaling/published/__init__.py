@@ -2,12 +2,13 @@
 before it trusts a tool with its own runs.
 
 ``load(name)`` is a table of ``params``, ``tokens``, ``flops``, ``loss`` (and, where the
-dataset has them, ``budget``, ``unique_tokens``, ``run_id``) that ``prepare_points`` takes;
+dataset has them, ``budget``, ``unique_tokens``, ``run_id``) that ``prepare_points`` takes (the
+loss curves of ``multipower-*``: ``run, step, lr, loss``, what the loss-curve laws take);
 ``provenance(name)`` says which paper, which figure or file, who read it and how;
 ``scaling fit builtin:NAME`` and ``scaling published`` reach them by name. Each dataset's files
-are read by one module of this package (``chinchilla``, ``llama3``, ``datablations``), which
-this one imports only when a dataset is loaded: it imports nothing heavy itself, so a command
-line checks a name at once.
+are read by one module of this package (``chinchilla``, ``llama3``, ``datablations``,
+``multipower``), which this one imports only when a dataset is loaded: it imports nothing heavy
+itself, so a command line checks a name at once.
 """
 
 from __future__ import annotations
@@ -73,6 +74,16 @@ DATASETS = {
             "the same study's 296 finished runs, outliers included (Apache-2.0)",
             "datablations",
             "all-296",
+        ),
+        *(
+            Dataset(
+                f"multipower-{size.lower()}",
+                f"Luo et al. (2025), loss curves of their {size} model: the 3 curves of their "
+                "fit (run, step, lr, loss; MIT)",
+                "multipower",
+                size,
+            )
+            for size in ("25M", "100M", "400M")
         ),
     )
 }
