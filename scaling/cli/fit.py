@@ -16,7 +16,7 @@ import typer
 
 from scaling.cli import JsonOption, app, errors, fail, present
 from scaling.cli.law_options import bound, flag, law_parameters, parse_pairs, with_law_options
-from scaling.fitting.api import LAW_NAMES  # the laws, named once, in the order they print
+from scaling.fitting.api import CURVE_LAWS, LAW_NAMES, POINT_LAWS  # named once, in print order
 from scaling.results import BUDGET_TOLERANCE
 
 
@@ -28,7 +28,9 @@ def _fit(
             "scaling published lists them)."
         ),
     ],
-    law: Annotated[str, typer.Option(help=f"{', '.join(LAW_NAMES)} or all.")] = "parametric",
+    law: Annotated[
+        str, typer.Option(help=f"{', '.join(LAW_NAMES)} or all (the point laws).")
+    ] = "parametric",
     holdout: Annotated[
         str | None, typer.Option(help="Backtest: 'largest' (budget) or 'largest-params'.")
     ] = None,
@@ -95,6 +97,12 @@ def _fit(
     base = law_options.get("base")
     if base is not None and not base.is_file():
         raise fail(f"--base {base}: no such fit file")
+    if law in CURVE_LAWS:  # curves with their lr schedules, not points
+        if holdout or audit or exclude or drop_highest:
+            raise fail(f"--law {law} fits whole curves: --holdout, --audit, --exclude and "
+                       "--drop-highest are for the point laws")  # fmt: skip
+        given = {name: value for name, value in law_options.items() if value is not None}
+        return _fit_curves(source, law, out, given, as_json)
     from scaling.fitting.api import fit_laws, load_source
     from scaling.fitting.points import prepare_points
 
@@ -131,7 +139,7 @@ def _fit(
             _audit(points, law, out, compute, given, as_json)
             return
         outcomes, skipped = fit_laws(
-            list(LAW_NAMES) if law == "all" else [law],
+            list(POINT_LAWS) if law == "all" else [law],
             points,
             runs,
             out,
@@ -160,6 +168,31 @@ def _fit(
     for outcome in outcomes:
         if outcome.path is not None:
             typer.echo(f"wrote {outcome.path}")
+
+
+def _fit_curves(source: Path, law: str, out: Path | None, given: dict[str, Any], as_json):
+    """A loss-curve law fitted on the curves of ``source``: its table and fit file."""
+    from scaling.fitting.api import fit_curve_law
+
+    with errors(FIT_FLAGS):
+        outcome = fit_curve_law(law, str(source), out, **given)
+    if as_json:
+        typer.echo(json.dumps(outcome.to_dict(), default=float))
+        return
+    present.law_table(outcome)
+    if outcome.path is not None:
+        typer.echo(f"wrote {outcome.path}")
+
+
+def _echo_schedule(law_name: str, prediction: dict[str, Any]) -> None:
+    bounds = prediction.get("intervals", {}).get("loss")
+    rows = []
+    for i, (step, loss) in enumerate(zip(prediction["steps"], prediction["loss"], strict=True)):
+        row = {"step": step, "loss": loss}
+        if bounds is not None:
+            row["interval"] = bounds[i]
+        rows.append(row)
+    typer.echo(json.dumps({"law": law_name, "predictions": rows}))
 
 
 def _audit(points, law: str, out: Path | None, compute: float | None, given, as_json) -> None:
@@ -212,6 +245,7 @@ PREDICT_FLAGS = {
     "tokens": "--tokens",
     "unique_tokens": "--unique-tokens",
     "n_experts": "--experts",
+    "schedule": "--schedule",
 }
 
 
@@ -234,6 +268,14 @@ def predict(
         float | None,
         typer.Option(help="Coverage of the intervals (default: the fit's own, 0.95 unless set)."),
     ] = None,
+    schedule: Annotated[
+        str | None,
+        typer.Option(
+            help="A loss-curve law's loss at every step of a schedule: a CSV/Parquet (step, "
+            "lr), a run's config.json, or wsd:steps=S,lr=X,warmup=W,cooldown=F / "
+            "cosine:steps=S,lr=X,warmup=W,min_lr=F."
+        ),
+    ] = None,
     as_json: JsonOption = False,
 ) -> None:
     """Predict from a fitted law: at --compute C the optimal N*, D*, tokens per parameter,
@@ -243,6 +285,8 @@ def predict(
     that take them).
 
     Example: scaling predict RUNS --compute 1e21
+
+    Example: scaling predict --fit mpl.json --schedule wsd:steps=2000,lr=3e-3,cooldown=0.2
     """
     given = fit_file or source
     if given is not None and not given.exists():  # before the heavy imports
@@ -259,8 +303,13 @@ def predict(
             params=params,
             tokens=tokens,
             level=level,
+            schedule=schedule,
             **{k: v for k, v in covariates.items() if v is not None},
         )
+    if schedule is not None and as_json:  # every step; the table shows a sample
+        return _echo_schedule(law_name, prediction)
+    if schedule is not None:
+        return present.schedule_table(law_name, prediction, level)
     if as_json:
         typer.echo(json.dumps(prediction))
         return

@@ -320,6 +320,25 @@ def prediction_table(law_name: str, prediction: dict, level: float | None) -> No
     _console().print(table)
 
 
+def schedule_table(law_name: str, prediction: dict, level: float | None, rows: int = 20) -> None:
+    """`scaling predict --schedule`: the loss at ``rows`` evenly spaced steps of the schedule
+    (``--json`` gives every step)."""
+    steps, loss = prediction["steps"], prediction["loss"]
+    bounds = prediction.get("intervals", {}).get("loss")
+    table = _table(f"predicted loss ({law_name} law), {len(steps)} steps")
+    table.add_column("step", justify="right")
+    table.add_column("loss", justify="right")
+    if bounds is not None:
+        table.add_column("interval" if level is None else f"{level:.0%} interval", justify="right")
+    count = min(rows, len(steps))
+    for i in sorted({round(k * (len(steps) - 1) / max(1, count - 1)) for k in range(count)}):
+        cells = [str(steps[i]), f"{loss[i]:.5g}"]
+        if bounds is not None:
+            cells.append(interval(bounds[i], zero_width=True))
+        table.add_row(*cells)
+    _console().print(table)
+
+
 def count_tables(params: dict, flops: dict, seq_len: int, budget: float | None) -> None:
     """`scaling count`: parameters by kind, FLOPs per token by method (and the tokens a
     budget buys)."""

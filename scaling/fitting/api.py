@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 from scaling import published, results
 from scaling.fitting.backtest import backtest
 from scaling.fitting.base import LAWS, Law
+from scaling.fitting.curves import LrCurves, curves_from_runs, curves_from_table, schedule_from
 from scaling.fitting.errors import FitError
 from scaling.fitting.points import Curves, Points, as_curves, read_table
 from scaling.rundir import RunsDir
@@ -27,7 +28,13 @@ LAW_NAMES = (
     "moe",
     "hparams",
     "downstream",
+    "multi-power",
+    "lr-annealing",
 )
+# The loss-curve laws: fitted on curves with their lr schedules (``fitting.curves``), asked
+# for the loss along a schedule; ``--law all`` fits the others.
+CURVE_LAWS = ("multi-power", "lr-annealing")
+POINT_LAWS = tuple(name for name in LAW_NAMES if name not in CURVE_LAWS)
 OPTIMA_MULTIPLES = (1, 10, 100)  # the compute-optimal table: the largest budget and beyond
 
 
@@ -40,6 +47,33 @@ def load_source(source: str | Path) -> tuple[pd.DataFrame, RunsDir | None]:
     if path.is_dir():
         return results.load(path), RunsDir(path)
     return read_table(path), None
+
+
+def load_curves_source(source: str | Path) -> tuple[LrCurves, RunsDir | None]:
+    """(curves, runs directory or None) for a loss-curve law: a runs directory (every run's
+    lr rebuilt from its config), a CSV/Parquet of ``run, step, lr, loss``, or a bundled
+    dataset of curves (``builtin:multipower-25m``)."""
+    if published.is_builtin(source):
+        return curves_from_table(published.load(str(source)), str(source)), None
+    path = Path(source)
+    if path.is_dir():
+        return curves_from_runs(path), RunsDir(path)
+    return curves_from_table(read_table(path), str(path)), None
+
+
+def fit_curve_law(
+    name: str, source: str | Path, out: Path | None = None, **options: Any
+) -> FitOutcome:
+    """Fit the loss-curve law ``name`` on the curves of ``source`` and write its fit file
+    (``out``, else RUNS/fits/<law>.json for a runs directory)."""
+    if name not in CURVE_LAWS:
+        raise FitError(f"must be one of {', '.join(CURVE_LAWS)}", param="law", value=name)
+    curves, runs = load_curves_source(source)
+    law = make_law(name, **options).fit(curves)
+    outcome = FitOutcome(law, path=fit_target(name, out, runs, many=False))
+    if outcome.path is not None:
+        law.to_json(outcome.path)
+    return outcome
 
 
 def law_class(name: str) -> type[Law]:
@@ -201,12 +235,17 @@ def predict_from(
     params: float | None = None,
     tokens: float | None = None,
     level: float | None = None,
+    schedule: str | None = None,
     **covariates: Any,
 ) -> tuple[str, dict[str, Any]]:
     """(law name, prediction) from a fit file, or from a runs directory's newest fit that
     answers the question; at a compute budget, a fitted hyperparameter law adds its learning
-    rate and batch size (with their intervals)."""
+    rate and batch size (with their intervals). With ``schedule`` (``curves.schedule_from``)
+    a loss-curve law's loss at every step of it: steps, loss, and low/high where the fit was
+    bootstrapped."""
     path = Path(source)
+    if schedule is not None:
+        return _predict_curve(path, schedule, level)
     hparams = None
     if path.is_dir():
         runs = RunsDir(path)
@@ -241,12 +280,28 @@ def predict_from(
     return (law or hparams).law, prediction
 
 
+def _predict_curve(path: Path, schedule: str, level: float | None):
+    law = newest_fit(RunsDir(path), "curve") if path.is_dir() else Law.from_json(path)
+    if "curve" not in law.answers:
+        raise FitError(
+            f"{path}: holds a {law.law} law; a schedule is predicted by a loss-curve law "
+            f"({', '.join(CURVE_LAWS)})",
+            param="schedule",
+            value=schedule,
+        )
+    return law.law, law.predict_schedule(schedule_from(schedule), level)
+
+
 __all__ = [
+    "CURVE_LAWS",
     "LAW_NAMES",
+    "POINT_LAWS",
     "FitOutcome",
     "compute_optimal_table",
+    "fit_curve_law",
     "fit_law",
     "fit_laws",
+    "load_curves_source",
     "load_source",
     "make_law",
     "newest_fit",
