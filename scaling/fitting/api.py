@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 from scaling import published, results
 from scaling.fitting.backtest import backtest
 from scaling.fitting.base import LAWS, Law
-from scaling.fitting.curves import LrCurves, curves_from_runs, curves_from_table, schedule_from
+from scaling.fitting.curves import LrCurves, curves_from_runs, curves_from_table
 from scaling.fitting.errors import FitError
 from scaling.fitting.points import Curves, Points, as_curves, read_table
 from scaling.rundir import RunsDir
@@ -241,8 +241,7 @@ def predict_from(
     """(law name, prediction) from a fit file, or from a runs directory's newest fit that
     answers the question; at a compute budget, a fitted hyperparameter law adds its learning
     rate and batch size (with their intervals). With ``schedule`` (``curves.schedule_from``)
-    a loss-curve law's loss at every step of it: steps, loss, and low/high where the fit was
-    bootstrapped."""
+    a loss-curve law's loss at every step of it (``CurveLaw.predict``)."""
     path = Path(source)
     if schedule is not None:
         return _predict_curve(path, schedule, level)
@@ -289,7 +288,7 @@ def _predict_curve(path: Path, schedule: str, level: float | None):
             param="schedule",
             value=schedule,
         )
-    return law.law, law.predict_schedule(schedule_from(schedule), level)
+    return law.law, law.predict(level=level, schedule=schedule)
 
 
 __all__ = [

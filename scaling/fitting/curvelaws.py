@@ -16,8 +16,7 @@ from typing import Annotated, Any, ClassVar
 import numpy as np
 
 from scaling.fitting.base import Fit, Law
-from scaling.fitting.bootstrap import percentile_interval
-from scaling.fitting.curves import LrCurves, check_lr, curves_from_table
+from scaling.fitting.curves import LrCurves, check_lr, curves_from_table, schedule_from
 from scaling.fitting.errors import FitError, coverage, positive
 
 PREDICT_GRID = 2000
@@ -210,8 +209,30 @@ class CurveLaw(Law):
         level = coverage(self.level if level is None else level)
         if self.samples_:
             draws = np.array([at(sample) for sample in self.samples_])
-            bounds = np.array([percentile_interval(col, level) for col in draws.T])
-            out["low"], out["high"] = bounds[:, 0], bounds[:, 1]
+            tail = 100 * (1 - level) / 2  # bootstrap.percentile_interval, every step at once
+            out["low"], out["high"] = np.nanpercentile(draws, [tail, 100 - tail], axis=0)
+        return out
+
+    def predict(
+        self,
+        compute: float | None = None,
+        params: float | None = None,
+        tokens: float | None = None,
+        level: float | None = None,
+        schedule: Any = None,
+        **covariates: float,
+    ) -> dict[str, Any]:
+        """The loss at every step of ``schedule`` (the lr of each step, or a schedule as
+        ``curves.schedule_from`` reads it): steps, loss, and where the fit was bootstrapped
+        ``intervals["loss"]``, one [low, high] per step."""
+        self._check_fitted()
+        if schedule is None or any(v is not None for v in (compute, params, tokens, *covariates)):
+            self._question(compute, params, tokens, covariates)
+        lr = schedule_from(schedule) if isinstance(schedule, str) else schedule
+        found = self.predict_schedule(lr, level)
+        out: dict[str, Any] = {"steps": found["steps"].tolist(), "loss": found["loss"].tolist()}
+        if "low" in found:
+            out["intervals"] = {"loss": np.stack([found["low"], found["high"]], 1).tolist()}
         return out
 
 

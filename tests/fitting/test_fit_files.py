@@ -9,12 +9,14 @@ import sys
 import numpy as np
 import pytest
 
-from scaling.fitting import LAWS, FitError, Law, ParametricLaw
+from scaling.fitting import LAWS, FitError, Law, LRAnnealingLaw, MultiPowerLaw, ParametricLaw
 from scaling.fitting.api import LAW_NAMES, fit_law
+from scaling.fitting.curves import LrCurves
 from scaling.fitting.downstream import sigmoid
 from scaling.fitting.points import prepare_points
 
 from .conftest import CHINCHILLA, isoflop_points
+from .test_curvelaws import LRA, MPL, drawn
 from .test_isoflop import _curves
 from .test_laws import _hparam_points, _moe_points, _repeated_points
 
@@ -27,13 +29,15 @@ QUESTIONS = {
     "moe": ["--params", "1e8", "--tokens", "1e10", "--experts", "8"],
     "hparams": ["--compute", "1e22"],
     "downstream": ["--compute", "1e21"],
+    "multi-power": ["--schedule", "wsd:steps=300,lr=3e-4,warmup=20,cooldown=0.3"],
+    "lr-annealing": ["--schedule", "cosine:steps=300,lr=3e-4,warmup=20"],
 }
 
 
 def _as_keywords(args):
     names = {"--unique-tokens": "unique_tokens", "--experts": "n_experts"}
     return {
-        names.get(flag, flag.removeprefix("--")): float(value)
+        names.get(flag, flag.removeprefix("--")): value if flag == "--schedule" else float(value)
         for flag, value in zip(args[::2], args[1::2], strict=True)
     }
 
@@ -54,6 +58,9 @@ def _fit_every_law():
     for name, frame in data.items():
         laws[name] = fit_law(name, prepare_points(frame), bootstrap_samples=4, keep=8)
     laws["envelope"] = fit_law("envelope", None, curves=_curves(), bootstrap_samples=4)
+    for law, truth in ((MultiPowerLaw, MPL), (LRAnnealingLaw, LRA)):
+        curves = drawn(law.from_params(truth))
+        laws[law.law] = law(bootstrap_samples=4).fit(LrCurves(list(curves.values())))
     return laws
 
 
@@ -110,6 +117,8 @@ def test_scaling_predict_reads_every_fit_file(fit_files, name):
     assert done.returncode == 0, done.stderr
     prediction = json.loads(done.stdout)
     expected = laws[name].predict(**_as_keywords(QUESTIONS[name]))
+    if "predictions" in prediction:  # a loss-curve law: every step of the schedule
+        prediction = {"loss": [row["loss"] for row in prediction["predictions"]]}
     key = "lr" if name == "hparams" else "loss"
     assert prediction[key] == pytest.approx(expected[key], rel=1e-12)
 
