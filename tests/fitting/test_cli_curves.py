@@ -13,6 +13,7 @@ from typer.testing import CliRunner
 from scaling.cli import app
 from scaling.config import TrainConfig
 from scaling.fitting import LRAnnealingLaw, ParametricLaw
+from scaling.fitting.curves import curves_from_runs
 from scaling.schedules import lr_schedule
 
 from ..conftest import scaling
@@ -143,6 +144,9 @@ def test_our_trainers_runs_fitted_and_predicted_in_fresh_processes(tmp_path):
     run = next(p for p in (runs / "runs").iterdir() if "wsd" in (p / "config.json").read_text())
     lines = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
     logged = {m["step"] - 1: m["train_loss"] for m in lines if "train_loss" in m}
+    # every step's lr rebuilt from the run's config is the lr the trainer logged
+    (curve,) = [c for c in curves_from_runs(runs).curves if c.name == run.name]
+    assert all(curve.lr[m["step"] - 1] == m["lr"] for m in lines if "lr" in m)
     late = [s for s in logged if s >= 100]
     predicted = np.mean([rows[s]["loss"] for s in late])
     measured = np.mean([logged[s] for s in late])
