@@ -15,7 +15,8 @@ from pathlib import Path
 import pytest
 
 from scaling.fitting import LAWS, Law
-from scaling.fitting.api import fit_law
+from scaling.fitting.api import CURVE_LAWS, fit_law
+from scaling.fitting.curves import LrCurves
 from scaling.fitting.points import prepare_points
 
 from .test_fit_files import _fit_every_law
@@ -85,6 +86,11 @@ def test_fit_never_changes_a_parameter(every_law):
             from .test_isoflop import _curves
 
             law.fit(_curves())
+        elif name in CURVE_LAWS:
+            from .test_curvelaws import LRA, MPL, drawn
+
+            truth = type(law).from_params(MPL if name == "multi-power" else LRA)
+            law.fit(LrCurves(list(drawn(truth).values())))
         else:
             law.fit(prepare_points(_frame(fitted)))
         assert law.get_params() == before, name
