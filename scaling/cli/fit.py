@@ -77,6 +77,13 @@ def _fit(
         float | None,
         typer.Option(help="--audit: the compute to answer at (default: the largest budget)."),
     ] = None,
+    include_predicted: Annotated[
+        bool,
+        typer.Option(
+            help="Fit a table's predicted points (its 'predicted' rows: scaling predict "
+            "--branches) with its measured ones; without it such a table is refused."
+        ),
+    ] = False,
     as_json: JsonOption = False,
     **law_options: Any,
 ) -> None:
@@ -134,6 +141,7 @@ def _fit(
             exclude,
             drop_highest,
             source=str(source),
+            include_predicted=include_predicted,
         )
         if audit:
             _audit(points, law, out, compute, given, as_json)
@@ -246,6 +254,9 @@ PREDICT_FLAGS = {
     "unique_tokens": "--unique-tokens",
     "n_experts": "--experts",
     "schedule": "--schedule",
+    "fractions": "--fractions",
+    "cooldown": "--cooldown",
+    "fit": "--fit",
 }
 
 
@@ -276,6 +287,23 @@ def predict(
             "cosine:steps=S,lr=X,warmup=W,min_lr=F."
         ),
     ] = None,
+    branches: Annotated[
+        Path | None,
+        typer.Option(
+            help="A runs directory: its points and, predicted by the loss-curve law of --fit, "
+            "the end of a WSD cooldown branch at each of --fractions of its runs of that model "
+            "(rows marked predicted, with loss_low, loss_high); --out writes them as a CSV."
+        ),
+    ] = None,
+    fractions: Annotated[
+        str | None,
+        typer.Option(help="--branches: where each branch ends, fractions of a run, e.g. 0.1,0.2."),
+    ] = None,
+    cooldown: Annotated[
+        float | None,
+        typer.Option(help="--branches: a branch's cooldown fraction (default: the run's own)."),
+    ] = None,
+    out: Annotated[Path | None, typer.Option(help="--branches: the points CSV to write.")] = None,
     as_json: JsonOption = False,
 ) -> None:
     """Predict from a fitted law: at --compute C the optimal N*, D*, tokens per parameter,
@@ -287,7 +315,11 @@ def predict(
     Example: scaling predict RUNS --compute 1e21
 
     Example: scaling predict --fit mpl.json --schedule wsd:steps=2000,lr=3e-3,cooldown=0.2
+
+    Example: scaling predict --fit mpl.json --branches RUNS --fractions 0.1,0.2 --out points.csv
     """
+    if branches is not None or fractions is not None or out is not None or cooldown is not None:
+        return _predict_branches(fit_file or source, branches, fractions, cooldown, out, as_json)
     given = fit_file or source
     if given is not None and not given.exists():  # before the heavy imports
         raise fail(f"{given}: no such fit file or runs directory")
@@ -314,3 +346,28 @@ def predict(
         typer.echo(json.dumps(prediction))
         return
     present.prediction_table(law_name, prediction, level)
+
+
+def _predict_branches(fit_file, runs, fractions, cooldown, out, as_json) -> None:
+    """`scaling predict --fit CURVE.json --branches RUNS --fractions F,...`: the runs' points
+    and the predicted ends of WSD cooldown branches, as a table or a CSV."""
+    if fit_file is None or runs is None or fractions is None:
+        raise fail("predicted branch points need --fit CURVE.json, --branches RUNS and --fractions")
+    for given, what in ((fit_file, "fit file"), (runs, "runs directory")):
+        if not given.exists():
+            raise fail(f"{given}: no such {what}")
+    try:
+        numbers = [float(x) for x in fractions.split(",") if x.strip()]
+    except ValueError:
+        raise fail(f"--fractions {fractions!r}: give numbers in (0, 1], e.g. 0.1,0.2") from None
+    from scaling.fitting.api import predict_branches
+
+    with errors(PREDICT_FLAGS):
+        frame = predict_branches(fit_file, runs, numbers, cooldown, out)
+    rows = frame[frame["predicted"].astype(bool)]
+    if as_json:
+        typer.echo(rows.to_json(orient="records"))
+        return
+    present.predicted_points_table(rows)
+    if out is not None:
+        typer.echo(f"wrote {out} ({len(frame) - len(rows)} measured, {len(rows)} predicted points)")

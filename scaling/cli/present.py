@@ -59,8 +59,11 @@ def law_table(outcome) -> None:
                 interval(low_high, zero_width=True),
             )
     console.print(table)
+    predicted = law.details_.get("predicted_points")
     console.print(
-        f"{law.n_points_} points used, {len(law.excluded_)} excluded"
+        f"{law.n_points_} points used"
+        + (f" ({predicted} of them predicted, not measured)" if predicted else "")
+        + f", {len(law.excluded_)} excluded"
         + (f", objective {law.objective_:.4g}" if law.objective_ is not None else "")
     )
     for entry in law.excluded_[:10]:
@@ -336,6 +339,26 @@ def schedule_table(law_name: str, prediction: dict, level: float | None, rows: i
         if bounds is not None:
             cells.append(interval(bounds[i], zero_width=True))
         table.add_row(*cells)
+    _console().print(table)
+
+
+def predicted_points_table(rows) -> None:
+    """`scaling predict --branches`: each predicted branch point (run, fraction, tokens,
+    FLOPs, loss and its interval)."""
+    table = _table(f"predicted points ({len(rows)}), not measured")
+    for column in ("run", "fraction", "tokens", "flops", "loss", "interval"):
+        table.add_column(column, justify="left" if column == "run" else "right")
+    for row in rows.to_dict(orient="records"):
+        low, high = row.get("loss_low"), row.get("loss_high")
+        bounds = [low, high] if low == low and high == high else None  # NaN: not bootstrapped
+        table.add_row(
+            str(row["run_id"]),
+            f"{row['fraction']:g}",
+            f"{row['tokens']:.4g}",
+            f"{row['flops']:.4g}",
+            f"{row['loss']:.5g}",
+            interval(bounds, zero_width=True) if bounds else "-",
+        )
     _console().print(table)
 
 

@@ -19,6 +19,7 @@ from scaling.fitting.moe import MoELaw, fit_moe
 from scaling.fitting.multipower import MultiPowerLaw
 from scaling.fitting.parametric import ParametricLaw, fit_parametric
 from scaling.fitting.points import Curves, Points, as_points, prepare_points, read_table
+from scaling.fitting.predicted import predicted_points
 
 __all__ = [
     "LAWS",
@@ -48,6 +49,7 @@ __all__ = [
     "fit_kaplan",
     "fit_moe",
     "fit_parametric",
+    "predicted_points",
     "prepare_points",
     "read_table",
 ]

@@ -9,11 +9,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from scaling import published, results
+from scaling.fileio import write_atomic
 from scaling.fitting.backtest import backtest
 from scaling.fitting.base import LAWS, Law
 from scaling.fitting.curves import LrCurves, curves_from_runs, curves_from_table
 from scaling.fitting.errors import FitError
 from scaling.fitting.points import Curves, Points, as_curves, read_table
+from scaling.fitting.predicted import predicted_points
 from scaling.rundir import RunsDir
 
 if TYPE_CHECKING:
@@ -291,6 +293,32 @@ def _predict_curve(path: Path, schedule: str, level: float | None):
     return law.law, law.predict(level=level, schedule=schedule)
 
 
+def predict_branches(
+    fit: str | Path,
+    runs: str | Path,
+    fractions: list[float],
+    cooldown: float | None = None,
+    out: Path | None = None,
+) -> pd.DataFrame:
+    """The points of ``runs`` with the WSD cooldown branches at ``fractions`` that the
+    loss-curve law of the fit file ``fit`` predicts for the runs of its model
+    (``predicted.predicted_points``); written as a CSV to ``out`` when given."""
+    law = Law.from_json(fit)
+    if "curve" not in law.answers:
+        raise FitError(
+            f"{fit}: holds a {law.law} law; predicted branch points come from a loss-curve law "
+            f"({', '.join(CURVE_LAWS)})",
+            param="fit",
+            value=str(fit),
+        )
+    if not fractions:
+        raise FitError("give at least one fraction", param="fractions", value=fractions)
+    frame = predicted_points(law, runs, fractions, cooldown=cooldown)
+    if out is not None:
+        write_atomic(out, frame.to_csv(index=False))
+    return frame
+
+
 __all__ = [
     "CURVE_LAWS",
     "LAW_NAMES",
@@ -304,6 +332,7 @@ __all__ = [
     "load_source",
     "make_law",
     "newest_fit",
+    "predict_branches",
     "predict_from",
     "read_fits",
 ]

@@ -223,6 +223,8 @@ class Law:
                 self.seed,
             )
         details = dict(found.details)
+        if getattr(data, "predicted", 0):  # points a loss-curve law predicted (never silent)
+            details["predicted_points"] = int(data.predicted)
         if requested and len(samples) < MIN_BOOTSTRAP_FITTED * requested:
             details["bootstrap"] = (
                 f"only {len(samples)} of {requested} resamples could be fitted; "

@@ -74,6 +74,7 @@ class Points:
     source: str = "points"
     formula: str | None = None
     size: str = "total"
+    predicted: int = 0  # how many of the points are predicted (``fitting.predicted``)
     units: ClassVar[tuple[str, ...]] = UNITS
 
     def __len__(self) -> int:
@@ -98,7 +99,7 @@ class Points:
         if size == self.size or column not in self.frame:
             return self
         frame = self.frame.assign(params=self.frame[column].astype(float))
-        sized = Points(frame, self.excluded, self.source, self.formula, size)
+        sized = Points(frame, self.excluded, self.source, self.formula, size, self.predicted)
         sized.__dict__["digest"] = self.digest  # the cached property, set: see above
         return sized
 
@@ -194,6 +195,15 @@ def as_points(data: pd.DataFrame | Points) -> Points:
     return data if isinstance(data, Points) else prepare_points(data)
 
 
+def predicted_mask(frame: pd.DataFrame) -> np.ndarray:
+    """Which rows of a table are predicted points (``fitting.predicted``): its ``predicted``
+    column read as a flag (True, 1, "true", "yes"); none where it has no such column."""
+    if "predicted" not in frame:
+        return np.zeros(len(frame), dtype=bool)
+    text = frame["predicted"].astype(str).str.strip().str.lower()
+    return text.isin(("true", "1", "1.0", "yes")).to_numpy()
+
+
 def read_table(path: str | Path) -> pd.DataFrame:
     import pandas as pd
 
@@ -245,12 +255,15 @@ def prepare_points(
     drop_highest: int = 0,
     source: str = "points",
     require: tuple[str, ...] = ("params", "tokens", "loss"),
+    include_predicted: bool = False,
 ) -> Points:
     """Canonical, validated points. ``columns`` maps canonical names to the table's names.
     Rows are numbered from 1, the first row of data (a CSV's line 2). A table with a ``size``
     column (a runs directory's: the sweep's ``size``) has its N taken from the count the
     sweep sized its models by (``params_active``, ``params_nonembedding``); the total stays
-    as ``params_total``."""
+    as ``params_total``. A table with predicted rows (a ``predicted`` column,
+    ``fitting.predicted``) is refused unless ``include_predicted``; with it, the points say
+    how many are predicted (``Points.predicted``)."""
     import pandas as pd
 
     for name, value, allowed in (
@@ -352,4 +365,11 @@ def prepare_points(
         worst = frame["loss"].rank(method="first", ascending=False).to_numpy() <= drop_highest
         drop(worst, f"among the {drop_highest} highest-loss points")
     frame = frame.drop(columns="_row").reset_index(drop=True)
-    return Points(frame, excluded, source, _one(frame, "flop_formula", source), size)
+    predicted = int(predicted_mask(frame).sum())
+    if predicted and not include_predicted:
+        raise FitError(
+            f"{source}: {predicted} of its {len(frame)} points are predicted (column "
+            "'predicted'), not measured; to fit them with the measured ones, say so "
+            "(scaling fit --include-predicted; include_predicted=True)"
+        )
+    return Points(frame, excluded, source, _one(frame, "flop_formula", source), size, predicted)
