@@ -319,6 +319,10 @@ def predict(
     Example: scaling predict --fit mpl.json --branches RUNS --fractions 0.1,0.2 --out points.csv
     """
     if branches is not None or fractions is not None or out is not None or cooldown is not None:
+        others = (compute, params, tokens, unique_tokens, experts, schedule, level)
+        if any(value is not None for value in others):
+            raise fail("--branches predicts branch points alone: leave out --compute, --params, "
+                       "--tokens, --unique-tokens, --experts, --schedule and --level")  # fmt: skip
         return _predict_branches(fit_file or source, branches, fractions, cooldown, out, as_json)
     given = fit_file or source
     if given is not None and not given.exists():  # before the heavy imports

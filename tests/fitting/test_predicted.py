@@ -8,7 +8,9 @@ import os
 import numpy as np
 import pandas as pd
 import pytest
+from typer.testing import CliRunner
 
+from scaling.cli import app
 from scaling.config import RunConfig, TrainConfig, run_id_of
 from scaling.fitting import LRAnnealingLaw, ParametricLaw, prepare_points
 from scaling.fitting.api import fit_curve_law, predict_branches
@@ -19,6 +21,7 @@ from scaling.schedules import cooldown_factor, lr_schedule
 from ..conftest import scaling
 from .conftest import isoflop_points
 
+runner = CliRunner()
 TRUTH = {"L0": 3.0, "A": 0.5, "alpha": 0.5, "C": 0.3}
 STEPS, BATCH = 1500, 256
 
@@ -184,3 +187,8 @@ def test_bad_branch_requests_are_one_line(tmp_path):
     LRAnnealingLaw.from_params(TRUTH).to_json(stranger)  # fitted on no run of RUNS
     with pytest.raises(FitError, match="none of them a finished run here"):
         predict_branches(stranger, runs, [0.2])
+    both = ["predict", "--fit", str(stranger), "--branches", str(runs), "--fractions", "0.2"]
+    done = runner.invoke(app, [*both, "--schedule", "wsd:steps=9,lr=1"])
+    assert done.exit_code == 2 and "--branches predicts branch points alone" in done.output
+    done = runner.invoke(app, [*both[:5], "--fractions", "0.2,x"])
+    assert done.exit_code == 2 and "--fractions '0.2,x'" in done.output
