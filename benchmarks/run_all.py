@@ -30,6 +30,11 @@ BENCHMARKS = {
     ),
     "train_throughput": ("Trainer overhead", [sys.executable, "benchmarks/train_throughput.py"]),
     "fit_speed": ("Approach 3 fit speed", [sys.executable, "benchmarks/fit_speed.py"]),
+    # about 4 minutes on 2 cores (80 random laws fitted by both methods among them)
+    "fit_varpro": (
+        "Approach 3 by variable projection",
+        [sys.executable, "benchmarks/fit_varpro.py"],
+    ),
     "fit_under_load": (
         "Fits on a busy machine",
         [sys.executable, "benchmarks/fit_under_load.py"],

@@ -131,7 +131,7 @@ def audit(
         law = {"objective": objective, **extra, **parameters}
         choices.append(_multistart(name, "objective", points, compute, law))
     for keep in STARTS:
-        law = {"keep": keep, **parameters}
+        law = {**parameters, "keep": keep, "solver": "multistart"}  # the multistart's starts
         choices.append(_multistart(f"best {keep} starts", "starts", points, compute, law))
     residuals = np.abs(
         np.log(reference.loss(points.column("params"), points.column("tokens")))

@@ -8,7 +8,7 @@ from typing import Annotated, Any
 
 import numpy as np
 
-from scaling.fitting import chinchilla
+from scaling.fitting import chinchilla, varpro
 from scaling.fitting.base import Fit, Law
 from scaling.fitting.bootstrap import percentile_interval
 from scaling.fitting.errors import FitError, one_of
@@ -16,12 +16,17 @@ from scaling.fitting.minimize import multistart
 from scaling.fitting.objectives import HUBER_DELTA, LOSSES
 
 STARTS = ("pruned", "all")
+SOLVERS = ("multistart", "varpro")
 
 
 class ParametricLaw(Law):
     """Approach 3. The starts: L-BFGS with the analytic gradient from the ``keep`` best of
     the paper's 4500 grid starts (``starts="all"``: from every one);
     ``benchmarks/fit_speed.py`` checks that this reaches the optimum of the plain loop.
+    ``solver="varpro"``: variable projection instead (``fitting.varpro``: E, A, B solved for
+    each exponent pair of a grid, the best polished by the same L-BFGS); the same optimum on
+    Epoch AI's points several times faster, slower beyond some 10^4 points
+    (``benchmarks/fit_varpro.py``).
 
     What the points identify, else the fit is refused: 6 or more points; 3 or more distinct
     sizes and 3 or more distinct token counts (2 where a pin leaves one of A, α, or of B, β,
@@ -52,6 +57,11 @@ class ParametricLaw(Law):
         ] = "pruned",
         keep: Annotated[int, "The grid starts L-BFGS runs from (starts=pruned)."] = 64,
         tie_exponents: Annotated[bool, "One exponent: alpha = beta."] = False,
+        solver: Annotated[
+            str,
+            "multistart (L-BFGS from the grid starts) or varpro (E, A, B solved for each alpha, "
+            "beta on a grid, the best polished by L-BFGS).",
+        ] = "multistart",
         **common: Any,
     ):
         self.objective = objective  # not ``loss``: that is the question the law answers
@@ -61,12 +71,24 @@ class ParametricLaw(Law):
         self.starts = starts
         self.keep = keep
         self.tie_exponents = tie_exponents
+        self.solver = solver
         super().__init__(**common)
 
     def _check(self) -> None:
         super()._check()
         one_of("objective", self.objective, LOSSES)
         one_of("starts", self.starts, STARTS)
+        one_of("solver", self.solver, SOLVERS)
+        # the starts and their number are the multistart's; varpro would ignore them
+        defaults = self.signature()
+        for name in ("starts", "keep"):
+            if self.solver == "varpro" and getattr(self, name) != defaults[name].default:
+                raise FitError(
+                    "sets the multistart's starts; solver varpro searches a grid of exponents "
+                    "instead (use solver multistart)",
+                    param=name,
+                    value=getattr(self, name),
+                )
         chinchilla.check_pinned(self.pinned)
 
     def problem(self, frame) -> chinchilla.Problem:
@@ -114,12 +136,23 @@ class ParametricLaw(Law):
             return self._evaluated(problem)
         if reason := problem.unidentified():
             raise FitError(f"{points.source}: {reason}")
+        best = varpro.fit(problem) if self.solver == "varpro" else self._multistart(problem)
+        if best is None:
+            raise FitError(f"{points.source}: the parametric fit did not converge from any start")
+        params = chinchilla.natural(problem.full(best.x))
+        if reason := problem.collapsed(params):
+            raise FitError(f"{points.source}: {reason}")
+        details = {"converged": bool(best.success), "message": str(best.message)}
+        return Fit(params, float(best.fun), details, warm=best.x)
+
+    def _multistart(self, problem: chinchilla.Problem):
+        """L-BFGS from the best ``keep`` of the paper's grid starts (or all of them)."""
         grid = np.unique(chinchilla.chinchilla_starts()[:, problem.free], axis=0)
 
         def score(free: np.ndarray) -> np.ndarray:
             return problem.batch_values(problem.full(free))
 
-        best = multistart(
+        return multistart(
             problem.fun,
             grid,
             keep=int(self.keep) if self.starts == "pruned" else None,
@@ -128,13 +161,6 @@ class ParametricLaw(Law):
             bounds=problem.bounds,
             options=chinchilla.LBFGS_OPTIONS,
         )
-        if best is None:
-            raise FitError(f"{points.source}: the parametric fit did not converge from any start")
-        params = chinchilla.natural(problem.full(best.x))
-        if reason := problem.collapsed(params):
-            raise FitError(f"{points.source}: {reason}")
-        details = {"converged": bool(best.success), "message": str(best.message)}
-        return Fit(params, float(best.fun), details, warm=best.x)
 
     def _evaluated(self, problem: chinchilla.Problem) -> Fit:
         """Every parameter pinned (a published law given whole): nothing to optimise, so
