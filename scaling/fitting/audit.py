@@ -123,7 +123,8 @@ def audit(
     for name in ("objective", "delta", "keep", "starts", "bootstrap_samples", "bootstrap_unit"):
         parameters.pop(name, None)
     reference = ParametricLaw(**parameters).fit(points)
-    name = "reference (Huber δ 1e-3, best 64 starts)"
+    how = "variable projection" if reference.solver == "varpro" else "best 64 starts"
+    name = f"reference (Huber δ 1e-3, {how})"
     choices = [_answer(name, "reference", reference.params_, points, compute)]
     for objective, delta in OBJECTIVES:
         name = f"Huber δ {delta:g}" if delta else objective.upper()
