@@ -22,8 +22,20 @@ def test_list_export_fit_and_predict(tmp_path):
         "builtin:llama3",
         "builtin:datablations",
         "builtin:datablations-all",
+        "builtin:multipower-25m",  # loss curves: a step per row
+        "builtin:multipower-100m",
+        "builtin:multipower-400m",
     ]
-    assert [d["rows"] for d in json.loads(listed.stdout)] == [245, 245, 133, 182, 296]
+    assert [d["rows"] for d in json.loads(listed.stdout)] == [
+        245,
+        245,
+        133,
+        182,
+        296,
+        64_000,
+        64_000,
+        64_000,
+    ]
     described = scaling("published", "chinchilla")
     assert described.returncode == 0, described.stderr
     assert "arXiv:2404.10102" in described.stdout
