@@ -188,7 +188,7 @@ class CurveLaw(Law):
         return self._curve(lr, steps, sample or self.params_)
 
     def _curve(self, lr, steps, p) -> np.ndarray:
-        raise NotImplementedError
+        raise NotImplementedError(f"{type(self).__name__} defines no _curve")
 
     def predict_schedule(self, lr, level: float | None = None) -> dict[str, Any]:
         """The loss at every step of a schedule, with its bootstrap interval where the fit was

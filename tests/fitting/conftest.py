@@ -41,3 +41,15 @@ def isoflop_points(
 @pytest.fixture
 def chinchilla_points():
     return isoflop_points()
+
+
+def random_truth(rng) -> dict[str, float]:
+    """A Chinchilla-form law drawn at random: E in [1, 3], A and B in [e^3, e^8], exponents in
+    [0.2, 0.6] (what the recovery tests fit)."""
+    return {
+        "E": rng.uniform(1.0, 3.0),
+        "A": float(np.exp(rng.uniform(3, 8))),
+        "B": float(np.exp(rng.uniform(3, 8))),
+        "alpha": rng.uniform(0.2, 0.6),
+        "beta": rng.uniform(0.2, 0.6),
+    }

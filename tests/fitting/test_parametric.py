@@ -8,7 +8,7 @@ from scaling.fitting import FitError, Law, chinchilla, fit_parametric
 from scaling.fitting.chinchilla import chinchilla_starts, log_predict, objective_and_gradient
 from scaling.fitting.parametric import ParametricLaw
 
-from .conftest import CHINCHILLA, chinchilla_loss, isoflop_points
+from .conftest import CHINCHILLA, chinchilla_loss, isoflop_points, random_truth
 
 
 def assert_recovered(params, truth, rel=1e-4):
@@ -54,13 +54,7 @@ def test_noise_free_chinchilla_is_recovered(chinchilla_points):
 @pytest.mark.parametrize("seed", [1, 2, 3])
 def test_noise_free_random_laws_are_recovered(seed):
     rng = np.random.default_rng(seed)
-    truth = {
-        "E": rng.uniform(1.0, 3.0),
-        "A": float(np.exp(rng.uniform(3, 8))),
-        "B": float(np.exp(rng.uniform(3, 8))),
-        "alpha": rng.uniform(0.2, 0.6),
-        "beta": rng.uniform(0.2, 0.6),
-    }
+    truth = random_truth(rng)
     law = fit_parametric(isoflop_points(truth, budgets=np.logspace(17, 21, 9)))
     assert_recovered(law.params_, truth)
 

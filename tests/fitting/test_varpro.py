@@ -15,7 +15,7 @@ from scaling.fitting import FitError, Law, chinchilla, prepare_points, varpro
 from scaling.fitting.parametric import ParametricLaw
 
 from ..conftest import scaling
-from .conftest import CHINCHILLA, isoflop_points
+from .conftest import CHINCHILLA, isoflop_points, random_truth
 
 
 def fit_both(points, **parameters) -> tuple[ParametricLaw, ParametricLaw]:
@@ -68,13 +68,7 @@ def test_pins_bounds_ties_and_losses_as_the_multistart_keeps_them(parameters):
 @pytest.mark.parametrize("seed", [1, 2, 3])
 def test_a_known_law_is_recovered(seed):
     rng = np.random.default_rng(seed)
-    truth = {
-        "E": rng.uniform(1.0, 3.0),
-        "A": float(np.exp(rng.uniform(3, 8))),
-        "B": float(np.exp(rng.uniform(3, 8))),
-        "alpha": rng.uniform(0.2, 0.6),
-        "beta": rng.uniform(0.2, 0.6),
-    }
+    truth = random_truth(rng)
     budgets = np.logspace(17, 21, 9)
     exact = ParametricLaw(solver="varpro").fit(isoflop_points(truth, budgets=budgets))
     for name, value in truth.items():
