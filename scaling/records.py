@@ -34,7 +34,7 @@ class Result(_Record):
     """result.json: how a run ended. ``done`` carries its final losses, tokens and FLOPs."""
 
     run_id: str | None = None
-    status: Literal["done", "failed", "diverged"]
+    status: Literal["done", "pruned", "failed", "diverged"]
     final_eval_loss: Finite | None = Field(None, gt=0)
     final_eval_bpb: Finite | None = Field(None, gt=0)
     final_train_loss: Finite | None = None

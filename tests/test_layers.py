@@ -16,6 +16,7 @@ FORBIDDEN = {
     "published": {"fitting", "results", "rundir", "torch", "cli"},
     "planning": {"launching", "training", "demo", "cli", "torch"},
     "launching": {"demo", "cli", "fitting"},
+    "pruner": {"demo", "cli"},
     "plotting": {"training", "launching", "planning", "demo", "cli", "torch"},
     "rundir": {"training", "launching", "planning", "fitting", "demo", "cli", "torch"},
     "records": {"rundir", "training", "launching", "planning", "fitting", "demo", "cli"},

@@ -68,6 +68,42 @@ def launch(
     progress: Annotated[
         bool | None, typer.Option(help="Local: the live table (default on).", show_default=False)
     ] = None,
+    prune: Annotated[
+        bool | None,
+        typer.Option(
+            "--prune",
+            help="Local: successive halving over the runs of one model and budget (an lr or "
+            "batch sweep): pause them at each rung, forecast each one's final loss from its "
+            "curve, and stop those whose interval lies wholly above the best one's (state "
+            "pruned, checkpoint kept).",
+            show_default=False,
+        ),
+    ] = None,
+    rungs: Annotated[
+        str | None,
+        typer.Option(
+            help="Local, with --prune: the rungs, as fractions of each run's steps "
+            "(default 0.25,0.5).",
+            show_default=False,
+        ),
+    ] = None,
+    prune_law: Annotated[
+        str | None,
+        typer.Option(
+            help="Local, with --prune: the loss-curve law that forecasts (lr-annealing or "
+            "multi-power; default lr-annealing).",
+            show_default=False,
+        ),
+    ] = None,
+    resume_pruned: Annotated[
+        bool | None,
+        typer.Option(
+            "--resume-pruned",
+            help="Local: train pruned runs on from their checkpoints (their pruned result kept "
+            "as result.pruned.json).",
+            show_default=False,
+        ),
+    ] = None,
     as_json: JsonOption = False,
 ) -> None:
     """Train every pending run of a plan, each exactly once, resuming any that stopped.
@@ -83,6 +119,10 @@ def launch(
         "--retry-diverged": retry_diverged,
         "--progress/--no-progress": progress,
         "--slurm": slurm,
+        "--prune": prune,
+        "--rungs": rungs,
+        "--prune-law": prune_law,
+        "--resume-pruned": resume_pruned,
     }
     if executor not in ("local", "slurm"):
         raise fail(f"--executor {executor!r}: local or slurm")
@@ -95,12 +135,25 @@ def launch(
         )
     if as_json and not dry_run:
         raise fail("--json: with --dry-run only")
+    if (rungs is not None or prune_law is not None) and not prune:
+        raise fail("--rungs and --prune-law: with --prune only")
+    if prune and dry_run:
+        raise fail("--prune: not with --dry-run (a dry run shows the unpruned plan; drop --prune)")
     max_parallel = 1 if max_parallel is None else max_parallel
     gpus_per_run = 1 if gpus_per_run is None else gpus_per_run
     retries = 0 if retries is None else retries
     if max_parallel < 1 or gpus_per_run < 1 or retries < 0:
         raise fail("--max-parallel and --gpus-per-run must be at least 1, --retries at least 0")
     progress = True if progress is None else progress
+    if prune:
+        from scaling.pruner import DEFAULT_RUNGS, PruneOptions
+
+        chosen = PruneOptions(
+            rungs=_fractions(rungs) if rungs is not None else DEFAULT_RUNGS,
+            law=prune_law or "lr-annealing",
+        )
+        with errors(LAUNCH_FLAGS):
+            chosen.check()  # before torch's import: bad flags answer at once
 
     import torch
 
@@ -116,6 +169,7 @@ def launch(
         skip=skip,
         retries=retries,
         retry_diverged=bool(retry_diverged),
+        resume_pruned=bool(resume_pruned),
         stale_after=stale_after,
         progress=progress,
     )
@@ -132,13 +186,22 @@ def launch(
 
             _print_dry_run(local_dry_run(runs, options), options, as_json)
             return
-        local = LocalExecutor(runs, options)
-        finished = _run_with_table(local, runs, progress, stale_after)
+        if prune:
+            from scaling.pruner import Pruner
+
+            pruner = Pruner(runs, options, chosen, report=typer.echo)
+            local = pruner.executor
+            finished = _run_with_table(pruner, runs, progress, stale_after)
+        else:
+            local = LocalExecutor(runs, options)
+            finished = _run_with_table(local, runs, progress, stale_after)
     outcome = local.outcome()
-    unfinished = {state: ids for state, ids in outcome.items() if state != "done"}
+    unfinished = {state: ids for state, ids in outcome.items() if state not in ("done", "pruned")}
+    pruned = outcome.get("pruned", [])
     typer.echo(
         f"{len(finished)} run(s) trained here; {len(outcome.get('done', []))} of "
         f"{len(local.selected)} selected done"
+        + (f", {len(pruned)} pruned" if pruned else "")
         + (
             "; not done: "
             + "; ".join(
@@ -153,6 +216,13 @@ def launch(
         raise typer.Exit(code=1)
 
 
+def _fractions(text: str) -> tuple[float, ...]:
+    try:
+        return tuple(float(part) for part in text.split(","))
+    except ValueError:
+        raise fail(f"--rungs {text!r}: fractions of a run's steps, comma-separated") from None
+
+
 # The flags each executor reads; any other given is refused rather than ignored.
 USES = {
     "local": {
@@ -161,6 +231,10 @@ USES = {
         "--retries",
         "--retry-diverged",
         "--progress/--no-progress",
+        "--prune",
+        "--rungs",
+        "--prune-law",
+        "--resume-pruned",
     },
     "slurm": {"--slurm"},
 }
@@ -205,7 +279,13 @@ _NOT_DONE = {
 }
 
 
-LAUNCH_FLAGS = {"order": "--order", "selection": "--only/--skip", "gpus_per_run": "--gpus-per-run"}
+LAUNCH_FLAGS = {
+    "order": "--order",
+    "selection": "--only/--skip",
+    "gpus_per_run": "--gpus-per-run",
+    "rungs": "--rungs",
+    "law": "--prune-law",
+}
 
 
 @contextlib.contextmanager

@@ -276,6 +276,7 @@ def status_table(frame: pd.DataFrame) -> Group:
         runs.add_column(column, justify="left" if column in ("run_id", "state") else "right")
     colours = {
         "done": "green",
+        "pruned": "magenta",
         "running": "cyan",
         "failed": "red",
         "diverged": "red",

@@ -26,12 +26,20 @@ def train(
         ),
     ] = None,
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
+    pause_at: Annotated[
+        int | None,
+        typer.Option(
+            help="Checkpoint and stop after this optimizer step (exit 4); the same command "
+            "without it goes on. `scaling launch --prune` pauses runs at its rungs so.",
+            min=1,
+        ),
+    ] = None,
 ) -> None:
     """Train one run; resume from its checkpoint when the run directory has one.
 
     Writes metrics.jsonl, checkpoint/, export/ and result.json into the run directory. Exit
-    code 0 when done, 1 when the run failed, 3 when it diverged, 130 when interrupted (a
-    checkpoint was written: run the same command again to resume).
+    code 0 when done, 1 when the run failed, 3 when it diverged, 4 when paused at --pause-at,
+    130 when interrupted (a checkpoint was written: run the same command again to resume).
     Many processes: torchrun --nproc_per_node N -m scaling train CONFIG
     """
     # Signals from here on are recorded, not raised: a KeyboardInterrupt inside the imports
@@ -49,7 +57,7 @@ def train(
 
         from scaling.config import load_run_config
         from scaling.training.lifecycle import train as train_run
-        from scaling.training.trainer import Interrupted
+        from scaling.training.trainer import Interrupted, Paused
 
         try:
             with errors():
@@ -57,8 +65,15 @@ def train(
                 if signals:
                     raise KeyboardInterrupt
                 result = train_run(
-                    run_config, out or config.parent, progress=progress, signals=signals
+                    run_config,
+                    out or config.parent,
+                    progress=progress,
+                    signals=signals,
+                    pause_at=pause_at,
                 )
+        except Paused as err:
+            typer.echo(f"{err}; run the same command without --pause-at to go on", err=True)
+            raise typer.Exit(code=4) from None
         except Interrupted as err:
             typer.echo(f"interrupted: {err}; run the same command again to resume", err=True)
             raise typer.Exit(code=130) from None

@@ -59,7 +59,9 @@ class CurveLaw(Law):
             float, "Curve laws: Huber δ on log residuals (1e-3 as the multi-power code)."
         ] = 1e-3,
         bootstrap_unit: Annotated[
-            str, "What a bootstrap resample draws: points, runs or budgets; curves by curves."
+            str,
+            "What a bootstrap resample draws: points, runs or budgets; curve laws: curves, or "
+            "steps (blocks of each curve's logged steps, for a single curve).",
         ] = "curves",
         **common: Any,
     ):

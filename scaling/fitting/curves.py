@@ -30,7 +30,7 @@ from scaling.config import ConfigError, RunConfig, TrainConfig
 from scaling.fitting.compute import Compute
 from scaling.fitting.errors import FitError
 from scaling.fitting.points import read_table
-from scaling.rundir import RunsDir
+from scaling.rundir import RunDir, RunsDir
 from scaling.schedules import lr_schedule
 
 if TYPE_CHECKING:
@@ -56,7 +56,7 @@ class LrCurves:
     curves: list[Curve]
     source: str = "curves"
     excluded: list[dict[str, Any]] = field(default_factory=list)
-    units: ClassVar[tuple[str, ...]] = ("curves",)
+    units: ClassVar[tuple[str, ...]] = ("curves", "steps")
 
     def __len__(self) -> int:
         return sum(len(c.steps) for c in self.curves)
@@ -74,13 +74,28 @@ class LrCurves:
         return Compute()
 
     def resample(self, unit: str, rng: np.random.Generator) -> LrCurves:
-        """Curves drawn with replacement (a curve drawn twice enters twice)."""
+        """``curves``: curves drawn with replacement (a curve drawn twice enters twice).
+        ``steps``: within each curve, its logged points in moving blocks (Künsch 1989) of
+        about n^(1/3) consecutive steps, drawn with replacement: the resample that one curve
+        admits (the pruner's), the blocks keeping the noise's correlation from step to step."""
         if unit not in self.units:
             raise FitError(
-                "loss curves are resampled by curves", param="bootstrap_unit", value=unit
+                "loss curves are resampled by curves or by steps",
+                param="bootstrap_unit",
+                value=unit,
             )
+        if unit == "steps":
+            return LrCurves([_blocks(c, rng) for c in self.curves], self.source)
         picks = rng.integers(0, len(self.curves), len(self.curves))
         return LrCurves([self.curves[i] for i in picks], self.source)
+
+
+def _blocks(curve: Curve, rng: np.random.Generator) -> Curve:
+    n = len(curve.steps)
+    length = max(1, round(n ** (1 / 3)))
+    starts = rng.integers(0, n - length + 1, -(-n // length))
+    picks = np.sort(np.concatenate([np.arange(s, s + length) for s in starts])[:n])
+    return Curve(curve.name, curve.lr, curve.steps[picks], curve.loss[picks])
 
 
 def check_lr(lr: np.ndarray, where: str) -> np.ndarray:
@@ -148,22 +163,26 @@ def curves_from_runs(runs: str | Path, loss: str = "train_loss") -> LrCurves:
             f"{runs}: runs of {len(sizes)} model sizes ({', '.join(f'{s:.3g}' for s in sizes)}); "
             "a loss-curve law fits the curves of one model (give a table of one model's runs)"
         )
-    curves = []
-    for run_id in plan["run_id"]:
-        run = directory.run(run_id)
-        lines = [m for m in run.read_metrics() if m.get(loss) is not None and "step" in m]
-        if not lines or not run.has_config():
-            continue
-        config: RunConfig = run.read_config()
-        total = config.train.tokens // config.train.batch_tokens
-        lr = np.array(lr_schedule(config.train, total))
-        steps = np.array([m["step"] - 1 for m in lines], dtype=int)
-        values = np.array([m[loss] for m in lines], dtype=float)
-        keep = (steps >= 0) & (steps < total) & np.isfinite(values)
-        curves.append(Curve(run_id, lr, steps[keep], values[keep]))
+    found = (curve_of_run(directory.run(run_id), loss) for run_id in plan["run_id"])
+    curves = [curve for curve in found if curve is not None]
     if not curves:
         raise ConfigError(f"{runs}: no run has logged '{loss}' in metrics.jsonl yet")
     return LrCurves(curves, str(runs))
+
+
+def curve_of_run(run: RunDir, loss: str = "train_loss") -> Curve | None:
+    """One run's curve: its lr at every step of its whole schedule, rebuilt from its config
+    (exact), and its ``loss`` metric at the steps logged so far; None before it logged."""
+    lines = [m for m in run.read_metrics() if m.get(loss) is not None and "step" in m]
+    if not lines or not run.has_config():
+        return None
+    config: RunConfig = run.read_config()
+    total = config.train.tokens // config.train.batch_tokens
+    lr = np.array(lr_schedule(config.train, total))
+    steps = np.array([m["step"] - 1 for m in lines], dtype=int)
+    values = np.array([m[loss] for m in lines], dtype=float)
+    keep = (steps >= 0) & (steps < total) & np.isfinite(values)
+    return Curve(run.path.name, lr, steps[keep], values[keep])
 
 
 # -- schedules to predict ---------------------------------------------------------------------

@@ -41,7 +41,7 @@ CANONICAL = (
     "lr",
     "batch_tokens",
 )
-EXCLUDED_STATUSES = ("failed", "diverged")
+EXCLUDED_STATUSES = ("failed", "diverged", "pruned")
 SIZE_COLUMNS = {
     "total": "params",
     "non_embedding": "params_nonembedding",

@@ -36,6 +36,7 @@ class LaunchOptions:
     skip: str | None = None
     retries: int = 0
     retry_diverged: bool = False
+    resume_pruned: bool = False
     stale_after: float = state.DEFAULT_STALE_AFTER
     poll_s: float = 0.5
     grace_s: float = 300.0  # how long a stopped run may take to write its checkpoint
@@ -99,11 +100,13 @@ def check_configs(runs: RunsDir, run_ids: list[str], stale_after: float) -> None
             run.read_planned_config(run_id)
 
 
-def _command(config: Path, gpus: int) -> list[str]:
+def _command(config: Path, gpus: int, pause_at: int | None = None) -> list[str]:
     """``scaling train`` of one config, under torchrun for several GPUs. ``--standalone``
     lets each torchrun pick a free port: a fixed one made every run after the first that a
     launcher started at once fail to bind it."""
     train = ["-m", "scaling", "train", str(config), "--no-progress"]
+    if pause_at is not None:
+        train += ["--pause-at", str(pause_at)]
     if gpus > 1:
         return [
             sys.executable,
@@ -158,6 +161,7 @@ class LocalExecutor:
         slot_devices(self.gpus, options)  # gpus_per_run more than there are: one line now
         self.free_gpus = list(self.gpus)
         self.finished: dict[str, str] = {}
+        self.pause_at: dict[str, int] = {}  # run -> the step to pause it at (the pruner's rung)
 
     def run_dir(self, run_id: str) -> RunDir:
         return self.runs.run(run_id)
@@ -167,14 +171,17 @@ class LocalExecutor:
         return retryable and self.options.attempts.get(run_id, 0) < self.options.retries
 
     def _claim(self, run_id: str) -> bool:
-        """True when this launcher now owns the run: pending, stale, or to be retried (the
-        earlier attempt's result kept as result.<status>-<attempt>.json)."""
+        """True when this launcher now owns the run: pending, stale, to be retried (the
+        earlier attempt's result kept as result.<status>-<attempt>.json), or pruned when
+        ``resume_pruned`` (its pruned result kept as result.pruned.json)."""
         run = self.run_dir(run_id)
         status = state.run_state(run, self.options.stale_after)
         if self._may_retry(run_id, status):
             attempt = self.options.attempts.get(run_id, 0) + 1
             run.set_result_aside(f"{status}-{attempt}")
             self.options.attempts[run_id] = attempt
+        elif status == "pruned" and self.options.resume_pruned:
+            run.set_result_aside("pruned")  # resumed from the checkpoint it was pruned at
         elif status not in state.LAUNCHABLE:
             return False
         if not state.try_claim(run, self.options.stale_after):
@@ -202,7 +209,7 @@ class LocalExecutor:
         run.clear_stopped()
         with run.log_path.open("a") as log:  # the child keeps its own copy
             process = subprocess.Popen(
-                _command(run.config_path, len(gpus)),
+                _command(run.config_path, len(gpus), self.pause_at.get(run_id)),
                 env=env,
                 stdout=log,
                 stderr=subprocess.STDOUT,
@@ -308,6 +315,7 @@ class InProcessExecutor(LocalExecutor):
 
     def run(self, on_tick=None, on_start=None) -> dict[str, str]:
         from scaling.training.lifecycle import train
+        from scaling.training.trainer import Paused
 
         heartbeat = state.Heartbeat(self.options.stale_after / 4)
         total, number = len(self.queue), 0
@@ -322,7 +330,14 @@ class InProcessExecutor(LocalExecutor):
                 try:
                     if on_start is not None:
                         on_start(run_id, number, total)
-                    train(run.read_planned_config(run_id), run.path, progress=False)
+                    train(
+                        run.read_planned_config(run_id),
+                        run.path,
+                        progress=False,
+                        pause_at=self.pause_at.get(run_id),
+                    )
+                except Paused:
+                    pass  # checkpointed at its rung: pending again, for the pruner to go on
                 finally:
                     heartbeat.runs.discard(run)
                     state.release(run)

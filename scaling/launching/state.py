@@ -1,6 +1,7 @@
 """Run state from files, and the exclusive claim that makes every run train exactly once.
 
-A run is ``done``, ``failed`` or ``diverged`` when its result.json says so; ``running`` while a
+A run is ``done``, ``pruned`` (stopped by ``launch --prune`` at a rung, its checkpoint kept),
+``failed`` or ``diverged`` when its result.json says so; ``running`` while a
 claim file exists whose heartbeat (the file's modification time, refreshed by its owner) is
 fresh; ``stale`` when that heartbeat is older than the timeout (its owner died: the claim may
 be taken over and the run resumes from its checkpoint); ``cancelled`` when its Slurm job was
@@ -23,7 +24,17 @@ import time
 
 from scaling.rundir import RunDir
 
-STATES = ("pending", "queued", "running", "stale", "cancelled", "done", "failed", "diverged")
+STATES = (
+    "pending",
+    "queued",
+    "running",
+    "stale",
+    "cancelled",
+    "done",
+    "pruned",
+    "failed",
+    "diverged",
+)
 LAUNCHABLE = ("pending", "stale", "cancelled")
 DEFAULT_STALE_AFTER = 120.0
 

@@ -35,13 +35,15 @@ def train(
     run_dir: str | Path,
     progress: bool = True,
     signals: list[int] | None = None,
+    pause_at: int | None = None,
 ) -> dict[str, Any]:
     """Train ``config`` in ``run_dir``, resuming from its checkpoint if there is one; write
     result.json (done, diverged or failed) and return it. A run whose result.json says done
     for the same config is not trained again. Raises ``Interrupted`` after writing a
     checkpoint when one of ``STOP_SIGNALS`` arrives, also while the run is being set up (a signal
     that interrupted the imports of setup left numpy half-imported once: a RecursionError).
-    ``signals``: a list the caller's own handler already records signals in."""
+    ``signals``: a list the caller's own handler already records signals in. ``pause_at``: a
+    step to checkpoint and stop at (``Paused``, an ``Interrupted``), as the pruner's rungs do."""
     torch.set_flush_denormal(True)
     run = RunDir(Path(run_dir))
     finished = _finished_result(config, run)
@@ -52,16 +54,18 @@ def train(
     signals = signals if signals is not None else []
     with stop_signals(signals.append):
         runtime = setup(config.train, logging_dir=run.tensorboard)
-        return _train(config, run, runtime, progress, signals)
+        return _train(config, run, runtime, progress, signals, pause_at)
 
 
-def _train(config, run: RunDir, runtime, progress: bool, signals: list[int]) -> dict[str, Any]:
+def _train(
+    config, run: RunDir, runtime, progress: bool, signals: list[int], pause_at: int | None
+) -> dict[str, Any]:
     trainer, lost = None, False
     result: dict[str, Any] = {"run_id": config.run_id}
     try:
         if runtime.is_main and not _holds_config(run, config):
             run.write_config(config)
-        trainer = Trainer(config, run, runtime, progress, signals)
+        trainer = Trainer(config, run, runtime, progress, signals, pause_at)
         if trainer.resumed_from is not None and runtime.is_main:
             # in train.log of a launched run: how a requeued or relaunched run went on
             print(

@@ -43,6 +43,11 @@ class Interrupted(Exception):
     """A stop signal (``STOP_SIGNALS``): a checkpoint was written; run again to resume."""
 
 
+class Paused(Interrupted):
+    """The run reached the step it was asked to pause at (``pause_at``, the pruner's rung): a
+    checkpoint was written there; run again without the pause to go on."""
+
+
 class Diverged(Exception):
     pass
 
@@ -64,8 +69,10 @@ class Trainer:
         runtime: Runtime,
         progress: bool = True,
         stop_signals: list[int] | None = None,
+        pause_at: int | None = None,
     ):
         self.config, self.rundir, self.rt, self.progress = config, run, runtime, progress
+        self.pause_at = pause_at
         cfg, train = config.model, config.train
         self.train_cfg = train
         self.stop_signals = stop_signals if stop_signals is not None else []
@@ -308,6 +315,9 @@ class Trainer:
         branches = dict(branch_points(train, self.steps))
         done = {b["step"] for b in self.state.branches}
         window_seconds, window_tokens = 0.0, 0
+        if self.pause_at is not None and self.state.step >= self.pause_at:
+            # resumed at or past the pause (its checkpoint is there): nothing to train now
+            raise Paused(f"paused at step {self.state.step} (asked to pause at {self.pause_at})")
         started = time.perf_counter() - self.state.wall_s
         from rich.progress import Progress
 
@@ -354,4 +364,7 @@ class Trainer:
                 if self.stop_requested():
                     self.save()
                     raise Interrupted(f"{self.stop_reason()} at step {done_steps}")
+                if done_steps == self.pause_at and not last:
+                    self.save()
+                    raise Paused(f"paused at step {done_steps}, as asked")
         return values

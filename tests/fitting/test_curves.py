@@ -23,7 +23,7 @@ def test_a_table_gives_every_steps_lr_and_the_logged_losses():
     curves = curves_from_table(table(), "t.csv")
     (curve,) = curves.curves
     assert len(curve.lr) == 50 and list(curve.steps) == [10, 20, 30, 40]
-    assert len(curves) == 4 and curves.units == ("curves",)
+    assert len(curves) == 4 and curves.units == ("curves", "steps")
 
 
 def test_sparse_rows_are_joined_piecewise_linearly_in_lr():

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from scaling.training.lifecycle import train
-from scaling.training.trainer import Interrupted
+from scaling.training.trainer import Interrupted, Paused
 
 from ..conftest import checkpoint_step, logged, spawn_training, wait_for
 from .conftest import tiny_run
@@ -141,3 +141,24 @@ def test_a_resume_keeps_a_corrupt_metrics_file_aside(tmp_path):
     assert (run / "metrics.jsonl.corrupt").read_text() == original  # nothing lost
     steps = [json.loads(line)["step"] for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert steps == [2, 6, 8, 10, 12, 14]  # before: [2], every line after the corrupt one gone
+
+
+def test_a_pause_checkpoints_at_its_step_and_going_on_matches_a_run_never_paused(tmp_path):
+    """The pruner's rungs: ``pause_at`` stops the run at that step with its checkpoint there;
+    asked again it pauses at once; trained on without it, the losses are those of a run that
+    never paused."""
+    config = tiny_run(tokens=20 * 1024, log_interval=1, eval_interval=0, checkpoint_interval=100)
+    reference = train(config, tmp_path / "reference", progress=False)
+    run = tmp_path / "paused"
+    with pytest.raises(Paused, match="paused at step 7"):
+        train(config, run, progress=False, pause_at=7)
+    assert checkpoint_step(run) == 7
+    assert json.loads((run / "stopped.json").read_text())["step"] == 7
+    assert not (run / "result.json").exists()
+    with pytest.raises(Paused, match="paused at step 7 \\(asked to pause at 5\\)"):
+        train(config, run, progress=False, pause_at=5)  # already past: nothing trained
+    assert [step for step, *_ in losses(run)] == list(range(1, 8))
+    done = train(config, run, progress=False)
+    assert done["status"] == "done" and done["resumed_from_step"] == 7
+    assert losses(run) == losses(tmp_path / "reference")
+    assert done["final_eval_loss"] == reference["final_eval_loss"]

@@ -1,0 +1,97 @@
+"""`scaling launch --prune` end to end on a tiny lr sweep, each command in a fresh process: a
+hopeless learning rate is stopped at the rung with its checkpoint, shown as pruned, left alone
+by the next launch, and trained on only when asked."""
+
+import json
+import os
+
+import pytest
+from typer.testing import CliRunner
+
+from scaling.cli import app
+
+from ..conftest import checkpoint_step, scaling
+from .conftest import SPEC
+
+pytestmark = pytest.mark.slow
+runner = CliRunner()
+
+# one model at one budget, two learning rates: 1e-5 cannot catch up with 3e-3
+SWEEP = (
+    SPEC.replace("log_interval = 5", "log_interval = 1")
+    + """
+[[grid]]
+kind = "grid"
+apply_to = "fixed"
+axes = {{"train.lr" = [1e-5, 3e-3]}}
+"""
+)
+
+
+@pytest.fixture
+def lr_sweep(tmp_path, monkeypatch):
+    monkeypatch.setenv("SCALING_CACHE", str(tmp_path / "cache"))
+    spec = tmp_path / "spec.toml"
+    spec.write_text(SWEEP.format(params="[3e4]", tokens=48 * 1024, source="builtin:python-stdlib"))
+    runs = tmp_path / "RUNS"
+    planned = runner.invoke(app, ["plan", str(spec), "--out", str(runs)])
+    assert planned.exit_code == 0, planned.output
+    lrs = {}
+    for config in (runs / "runs").glob("*/config.json"):
+        lrs[json.loads(config.read_text())["train"]["lr"]] = config.parent
+    return runs, lrs
+
+
+def result(run) -> dict:
+    return json.loads((run / "result.json").read_text())
+
+
+def test_a_pruned_run_keeps_its_checkpoint_and_waits_to_be_asked(lr_sweep):
+    runs, lrs = lr_sweep
+    env = dict(os.environ)
+    done = scaling("launch", runs, "--prune", "--rungs", "0.5", "--no-progress", env=env)
+    assert "pruned" in done.stdout, done.stdout
+    hopeless = lrs[1e-5]
+    pruned = result(hopeless)
+    assert pruned["status"] == "pruned" and pruned["steps"] == 24
+    assert "pruned at rung 1" in pruned["reason"]
+    assert pruned["forecast"]["low"] > min(
+        line["high"]
+        for line in map(json.loads, (runs / "prune.jsonl").read_text().splitlines())
+        if not line["pruned"]
+    )
+    assert pruned["flops"] == pytest.approx(0.5 * result(lrs[3e-3])["flops"], rel=0.02)
+    assert checkpoint_step(hopeless) == 24
+    assert result(lrs[3e-3])["status"] == "done"
+
+    status = json.loads(scaling("status", runs, "--json", env=env).stdout)
+    states = {row["run_id"]: row["state"] for row in status}
+    assert states[hopeless.name] == "pruned"
+
+    again = scaling("launch", runs, "--no-progress", env=env)
+    assert "0 run(s) trained here" in again.stdout and "1 pruned" in again.stdout
+    assert result(hopeless)["status"] == "pruned"
+
+    scaling("launch", runs, "--resume-pruned", "--no-progress", env=env)
+    resumed = result(hopeless)
+    assert resumed["status"] == "done" and resumed["resumed_from_step"] == 24
+    assert json.loads((hopeless / "result.pruned.json").read_text())["status"] == "pruned"
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--prune", "--rungs", "0.5,1.5"], "--rungs '0.5,1.5': increasing fractions"),
+        (["--prune", "--rungs", "half"], "--rungs 'half': fractions of a run's steps"),
+        (["--rungs", "0.5"], "--rungs and --prune-law: with --prune only"),
+        (["--prune", "--prune-law", "kaplan"], "--prune-law 'kaplan': one of lr-annealing"),
+        (["--prune", "--executor", "slurm"], "--prune: not used by --executor slurm"),
+        (["--prune", "--dry-run"], "--prune: not with --dry-run"),
+    ],
+)
+def test_bad_prune_flags_are_one_line(lr_sweep, args, message):
+    runs, _ = lr_sweep
+    bad = scaling("launch", runs, *args, "--no-progress", env=dict(os.environ), check=False)
+    assert bad.returncode == 2, (bad.stdout, bad.stderr)
+    assert message in bad.stderr, bad.stderr
+    assert not list((runs / "runs").glob("*/result.json"))
