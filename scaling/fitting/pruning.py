@@ -83,12 +83,14 @@ def forecast_final_loss(
 
 
 def runs_to_prune(forecasts: list[Forecast]) -> dict[str, str]:
-    """The runs whose whole interval lies above the interval of the run forecast best, each
-    with the reason in one line; the best run and every run whose interval reaches the best
-    one's are kept."""
+    """The runs whose whole interval lies above the best run's interval, each with the reason
+    in one line; every run whose interval reaches the best one's is kept. The best run is the
+    one whose interval ends lowest: the run surest to reach a low loss. (The least point
+    forecast would do as well where every interval is tight, but a run seen too briefly can
+    forecast far below the rest with an interval to match, and nothing would be pruned.)"""
     if len(forecasts) < 2:
         return {}
-    best = min(forecasts, key=lambda f: f.loss)
+    best = min(forecasts, key=lambda f: (f.high, f.loss))
     return {
         f.run: (
             f"forecast final loss {f.loss:.4f} [{f.low:.4f}, {f.high:.4f}] at step {f.step} of "

@@ -78,6 +78,12 @@ def test_only_runs_wholly_above_the_best_interval_are_pruned():
     assert runs_to_prune([forecast("alone", 9.0, 8.0, 10.0)]) == {}
 
 
+def test_the_best_is_the_run_surest_to_be_low_not_a_wild_point_forecast():
+    wild = forecast("wild", -5.0, -9.0, 3.4)  # seen too briefly: anything is possible
+    pruned = runs_to_prune([wild, forecast("sure", 3.0, 2.9, 3.1), forecast("bad", 3.5, 3.2, 3.8)])
+    assert set(pruned) == {"bad"} and "run sure's" in pruned["bad"]
+
+
 @pytest.mark.slow  # four forecasts: about 15 s
 def test_a_hopeless_learning_rate_is_pruned_at_half_and_the_best_kept():
     forecasts = []
