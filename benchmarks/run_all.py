@@ -53,6 +53,11 @@ BENCHMARKS = {
         "Learning-rate transfer across width: standard against µP",
         [sys.executable, "benchmarks/mup_transfer.py"],
     ),
+    # about 4 minutes on 2 cores (three 1000-step runs, then 6 fits)
+    "curve_schedules": (
+        "Loss-curve laws on a schedule they never saw",
+        [sys.executable, "benchmarks/curve_schedules.py"],
+    ),
     "demo": (
         "Wall time of `scaling demo`",
         [sys.executable, "-m", "scaling", "demo", "--no-progress"],

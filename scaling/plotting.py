@@ -4,10 +4,12 @@ paper column (3.4 × 2.6 in) or a row (7 × 2.6 in).
 
 A figure draws the laws it is given and never fits one: the IsoFLOP parabolas and minima are
 the IsoFLOP law's own (with its exclusions and options), the curves and bands are each law's
-``optimum`` and ``loss`` at its parameters and bootstrap samples."""
+``optimum`` and ``loss`` at its parameters and bootstrap samples, a loss-curve law's predicted
+curve its ``curve`` along the run's own schedule."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import matplotlib
@@ -18,7 +20,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from scaling.fitting import Law, ParametricLaw  # noqa: E402
+from scaling.fitting import CurveLaw, Law, LrCurves, ParametricLaw  # noqa: E402
 
 CHINCHILLA = ParametricLaw.from_params(
     {"E": 1.69, "A": 406.4, "B": 410.7, "alpha": 0.34, "beta": 0.28}
@@ -243,16 +245,91 @@ def holdout(summary: dict[str, Any]) -> plt.Figure:
     return fig
 
 
+def _binned(steps: np.ndarray, values: np.ndarray, width: int) -> tuple[np.ndarray, np.ndarray]:
+    """Means over ``width`` consecutive logged steps (a per-batch train loss is noisy)."""
+    whole = len(values) // width * width
+    if whole == 0:
+        return steps, values
+    return (
+        steps[:whole].reshape(-1, width).mean(axis=1),
+        values[:whole].reshape(-1, width).mean(axis=1),
+    )
+
+
+def curve_fits(
+    curves: LrCurves,
+    laws: Mapping[str, CurveLaw | Mapping[str, CurveLaw]],
+    titles: Mapping[str, str] | None = None,
+) -> plt.Figure:
+    """Each run's measured loss curve beside the loss each curve law predicts from that run's
+    schedule alone (``law.curve(lr)``), one panel per run, the lr on a faint second axis.
+
+    ``laws`` by label: a law that predicts every curve, or by curve name the law that predicts
+    that curve (a law fitted without it: a held-out prediction). The measured loss is drawn
+    as logged (light) and as means over bins of logged steps (dark), since one batch's train
+    loss is noisy; the predicted curves are drawn at every step."""
+    n = len(curves.curves)
+    columns = min(n, 3)
+    rows = -(-n // columns)
+    fig, axes = plt.subplots(
+        rows, columns, figsize=(2.4 * columns + 0.4, 2.3 * rows), squeeze=False, sharey=True
+    )
+    for ax in axes.flat[n:]:
+        ax.set_visible(False)
+    low, high = np.inf, -np.inf
+    for ax, curve in zip(axes.flat, curves.curves, strict=False):
+        ax.plot(curve.steps, curve.loss, color="0.75", lw=0.5, label="measured")
+        width = max(1, len(curve.steps) // 40)
+        ax.plot(
+            *_binned(curve.steps, curve.loss, width), color="k", lw=1.0, label="measured, binned"
+        )
+        for (label, given), colour in zip(laws.items(), ("C0", "C3", "C2", "C1"), strict=False):
+            law = given.get(curve.name) if isinstance(given, Mapping) else given
+            if law is None:
+                continue
+            steps = np.arange(len(curve.lr))
+            ax.plot(steps, law.curve(curve.lr, steps), color=colour, lw=1.2, label=label)
+        # the interesting range is after the first fast drop: the top is set by the measured
+        # loss a tenth of the way in, not by the loss of the untrained model
+        late = curve.loss[curve.steps >= 0.1 * len(curve.lr)]
+        if len(late):
+            low, high = min(low, late.min()), max(high, np.percentile(late, 99))
+        twin = ax.twinx()
+        twin.plot(np.arange(len(curve.lr)), curve.lr, color="0.6", lw=0.8, ls="--")
+        twin.set_ylim(0, curve.lr.max() * 1.05)
+        twin.tick_params(labelsize=6, colors="0.5")
+        twin.grid(False)
+        ax.set(xlabel="step", title=(titles or {}).get(curve.name, curve.name))
+    if np.isfinite(low):
+        span = high - low
+        axes[0, 0].set_ylim(low - 0.05 * span, high + 0.05 * span)
+    for ax in axes[:, 0]:
+        ax.set_ylabel("train loss")
+    axes.flat[0].legend(frameon=False, loc="upper right")
+    fig.suptitle("loss curves: measured and predicted from the schedule (dashed: lr)", fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
 def figures_for(
     points: pd.DataFrame,
     laws: dict[str, Law],
     curves: pd.DataFrame | None = None,
     summary: dict[str, Any] | None = None,
+    lr_curves: LrCurves | None = None,
 ) -> dict[str, plt.Figure]:
-    """Every figure the data and the laws support: ``points`` (canonical columns), ``laws`` by
-    name (any fitted laws; each figure takes those that answer its question), loss ``curves``
-    and a demo ``summary`` if there."""
+    """Every figure the data and the laws support: ``points`` (canonical columns, may be
+    empty), ``laws`` by name (any fitted laws; each figure takes those that answer its
+    question), loss ``curves`` and a demo ``summary`` if there, and ``lr_curves`` (each run's
+    schedule and logged losses) for the loss-curve laws' figure."""
     figures: dict[str, plt.Figure] = {}
+    curve_laws = {name: law for name, law in laws.items() if "curve" in law.answers}
+    if lr_curves is not None and curve_laws:
+        figures["curve_fits"] = curve_fits(lr_curves, curve_laws)
+    # the point figures below ask the point laws alone: a loss-curve law answers none of them
+    laws = {name: law for name, law in laws.items() if name not in curve_laws}
+    if points.empty:
+        return figures
     # a degenerate fit (an exponent run off to infinity on too few points) has no curve to draw
     laws = {name: law for name, law in laws.items() if _drawable(law, points)}
     if points["budget"].nunique() >= 2:
