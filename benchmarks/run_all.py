@@ -58,6 +58,11 @@ BENCHMARKS = {
         "Loss-curve laws on a schedule they never saw",
         [sys.executable, "benchmarks/curve_schedules.py"],
     ),
+    # about 25 minutes on 2 cores (10 runs, then the same 10 pruned)
+    "prune_sweep": (
+        "Pruning an lr x batch sweep",
+        [sys.executable, "benchmarks/prune_sweep.py"],
+    ),
     "demo": (
         "Wall time of `scaling demo`",
         [sys.executable, "-m", "scaling", "demo", "--no-progress"],

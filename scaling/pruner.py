@@ -4,9 +4,10 @@ The runs that compete are those of one model at one budget (one size, one FLOP c
 learning rates and batch sizes of an hparams grid, or any axis a grid crosses a fixed grid
 with. Every such run trains to the first rung (a fraction of its own steps) and pauses there,
 checkpointed (``scaling train --pause-at``); then each run's final loss is forecast from its
-curve so far (``fitting.pruning``), and a run whose forecast interval lies wholly above the
-best run's interval ends ``pruned``: its result.json says why, its checkpoint stays, and only
-``scaling launch --resume-pruned`` trains it on. The rest go on to the next rung, and after the
+curve so far, the runs of one batch size fitted together (``fitting.pruning``), and a run
+whose forecast interval lies wholly above the best run's interval ends ``pruned``: its
+result.json says why, its checkpoint stays, and only ``scaling launch --resume-pruned`` trains
+it on. The rest go on to the next rung, and after the
 last to their end. Every rung's forecasts and decisions are appended to RUNS/prune.jsonl.
 
 Interrupted anywhere, launching again with ``--prune`` goes on: a run already at its rung
@@ -26,21 +27,20 @@ import pandas as pd
 
 from scaling.config import ConfigError
 from scaling.fileio import write_atomic
-from scaling.fitting.curves import curve_of_run
+from scaling.fitting.curves import Curve, curve_of_run
 from scaling.fitting.errors import FitError
-from scaling.fitting.pruning import FORECAST_LAWS, Forecast, forecast_final_loss, runs_to_prune
+from scaling.fitting.pruning import Forecast, forecast_group
 from scaling.launching import state
 from scaling.launching.local import LaunchOptions, LocalExecutor
 from scaling.rundir import RunsDir
 
-DEFAULT_RUNGS = (0.25, 0.5)
+DEFAULT_RUNGS = (0.125, 0.25, 0.5)
 
 
 @dataclass
 class PruneOptions:
     rungs: tuple[float, ...] = DEFAULT_RUNGS  # fractions of each run's steps
-    law: str = "lr-annealing"
-    level: float = 0.9  # of the forecast intervals compared
+    level: float = 0.8  # of the forecast intervals compared (a fit's default too)
     samples: int = 40  # bootstrap resamples per forecast
 
     def check(self) -> None:
@@ -51,8 +51,6 @@ class PruneOptions:
                 param="rungs",
                 value=",".join(f"{r:g}" for r in rungs),
             )
-        if self.law not in FORECAST_LAWS:
-            raise ConfigError(f"one of {', '.join(FORECAST_LAWS)}", param="law", value=self.law)
         if not 0 < self.level < 1:
             raise ConfigError("a coverage in (0, 1)", param="level", value=self.level)
 
@@ -120,26 +118,33 @@ class Pruner:
         executor.run(on_tick=on_tick)
 
     def _decide(self, group: list[str], rung: int, pause: dict[str, int]) -> None:
-        """Forecast every run of ``group`` that reached its rung (or finished) and prune those
-        that cannot win; a run the law cannot be fitted on is kept."""
-        forecasts: list[Forecast] = []
+        """Forecast every run of ``group`` that reached its rung (or finished), each family
+        of runs (one batch size: one number of steps) fitted together, and prune those that
+        cannot win. Where the forecast cannot be made, every run is kept."""
+        families: dict[tuple[int, int], list[Curve]] = {}
+        competing: set[str] = set()
         for run_id in group:
             status = self._state(run_id)
             reached = status == "done" or (
                 status in state.LAUNCHABLE and self._paused_at(run_id) >= pause.get(run_id, 0)
             )
-            if not reached:
-                continue
-            curve = curve_of_run(self.runs.run(run_id))
-            if curve is None:
-                continue
-            try:
-                forecasts.append(
-                    forecast_final_loss(curve, self.prune.law, self.prune.samples, self.prune.level)
-                )
-            except FitError as err:
-                self.report(f"{run_id}: no forecast at rung {rung} ({err}); kept")
-        decisions = runs_to_prune(forecasts)
+            # a run pruned at an earlier rung no longer competes, but its curve, cut where it
+            # stopped, still teaches its family's shape
+            curve = curve_of_run(self.runs.run(run_id)) if reached or status == "pruned" else None
+            if curve is not None:
+                train = self.runs.run(run_id).read_config().train
+                families.setdefault((train.batch_tokens, len(curve.lr)), []).append(curve)
+                if reached:
+                    competing.add(run_id)
+        if len(competing) < 2:
+            return
+        try:
+            forecasts, decisions = forecast_group(
+                list(families.values()), competing, self.prune.samples, self.prune.level
+            )
+        except FitError as err:
+            self.report(f"no forecasts at rung {rung} ({err}); every run kept")
+            return
         for forecast in forecasts:
             reason = decisions.get(forecast.run)
             if reason is not None and self._state(forecast.run) != "done":

@@ -83,15 +83,15 @@ def launch(
         str | None,
         typer.Option(
             help="Local, with --prune: the rungs, as fractions of each run's steps "
-            "(default 0.25,0.5).",
+            "(default 0.125,0.25,0.5).",
             show_default=False,
         ),
     ] = None,
-    prune_law: Annotated[
-        str | None,
+    prune_level: Annotated[
+        float | None,
         typer.Option(
-            help="Local, with --prune: the loss-curve law that forecasts (lr-annealing or "
-            "multi-power; default lr-annealing).",
+            help="Local, with --prune: the coverage of the forecast intervals compared "
+            "(default 0.8, as a fit's; higher prunes less).",
             show_default=False,
         ),
     ] = None,
@@ -121,7 +121,7 @@ def launch(
         "--slurm": slurm,
         "--prune": prune,
         "--rungs": rungs,
-        "--prune-law": prune_law,
+        "--prune-level": prune_level,
         "--resume-pruned": resume_pruned,
     }
     if executor not in ("local", "slurm"):
@@ -135,8 +135,8 @@ def launch(
         )
     if as_json and not dry_run:
         raise fail("--json: with --dry-run only")
-    if (rungs is not None or prune_law is not None) and not prune:
-        raise fail("--rungs and --prune-law: with --prune only")
+    if (rungs is not None or prune_level is not None) and not prune:
+        raise fail("--rungs and --prune-level: with --prune only")
     if prune and dry_run:
         raise fail("--prune: not with --dry-run (a dry run shows the unpruned plan; drop --prune)")
     max_parallel = 1 if max_parallel is None else max_parallel
@@ -150,7 +150,7 @@ def launch(
 
         chosen = PruneOptions(
             rungs=_fractions(rungs) if rungs is not None else DEFAULT_RUNGS,
-            law=prune_law or "lr-annealing",
+            level=0.8 if prune_level is None else prune_level,
         )
         with errors(LAUNCH_FLAGS):
             chosen.check()  # before torch's import: bad flags answer at once
@@ -233,7 +233,7 @@ USES = {
         "--progress/--no-progress",
         "--prune",
         "--rungs",
-        "--prune-law",
+        "--prune-level",
         "--resume-pruned",
     },
     "slurm": {"--slurm"},
@@ -284,7 +284,7 @@ LAUNCH_FLAGS = {
     "selection": "--only/--skip",
     "gpus_per_run": "--gpus-per-run",
     "rungs": "--rungs",
-    "law": "--prune-law",
+    "level": "--prune-level",
 }
 
 

@@ -83,8 +83,8 @@ def test_a_pruned_run_keeps_its_checkpoint_and_waits_to_be_asked(lr_sweep):
     [
         (["--prune", "--rungs", "0.5,1.5"], "--rungs '0.5,1.5': increasing fractions"),
         (["--prune", "--rungs", "half"], "--rungs 'half': fractions of a run's steps"),
-        (["--rungs", "0.5"], "--rungs and --prune-law: with --prune only"),
-        (["--prune", "--prune-law", "kaplan"], "--prune-law 'kaplan': one of lr-annealing"),
+        (["--rungs", "0.5"], "--rungs and --prune-level: with --prune only"),
+        (["--prune", "--prune-level", "1.5"], "--prune-level 1.5: a coverage in (0, 1)"),
         (["--prune", "--executor", "slurm"], "--prune: not used by --executor slurm"),
         (["--prune", "--dry-run"], "--prune: not with --dry-run"),
     ],
