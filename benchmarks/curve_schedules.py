@@ -34,6 +34,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from demo_sections import demo_sections
 
 from scaling.fitting import Law
 from scaling.fitting.curves import Curve, LrCurves, curves_from_runs
@@ -48,22 +49,7 @@ seed = {seed}
 flop_formula = "6N"
 size = "total"
 
-[model]  # the demo's shapes (sweeps/demo.toml)
-activation = "gelu"
-norm = "layernorm"
-position = "rope"
-head_dim = 16
-d_model_multiple = 16
-aspect_ratio = 16
-aspect_ratio_range = [8, 32]
-
-[data]
-source = "builtin:python-stdlib"
-include_tests = true
-tokenizer = "bytes"
-val_fraction = 0.02
-
-[train]
+{demo}[train]
 seq_len = 64
 batch_tokens = 2048
 micro_batch_size = 32
@@ -135,7 +121,9 @@ def main() -> None:
     started = time.perf_counter()
 
     spec = out / "spec.toml"
-    spec.write_text(SPEC.format(seed=args.seed, tokens=args.steps * 2048))
+    spec.write_text(
+        SPEC.format(seed=args.seed, tokens=args.steps * 2048, demo=demo_sections("model", "data"))
+    )
     runs_path = out / "runs"
     scaling("plan", spec, "--out", runs_path)
     # three at once: the launcher gives each one thread of the two cores

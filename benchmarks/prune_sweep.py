@@ -26,6 +26,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+from demo_sections import demo_sections
+
 SPEC = """# sweeps/hparams.toml's design (lr x batch at each budget's centre size) at CPU scale
 [sweep]
 name = "hparams-cpu"
@@ -35,22 +37,7 @@ size = "total"
 min_steps = 20
 tokens_per_param_range = [2, 2000]
 
-[model]
-activation = "gelu"
-norm = "layernorm"
-position = "rope"
-head_dim = 16
-d_model_multiple = 16
-aspect_ratio = 16
-aspect_ratio_range = [8, 32]
-
-[data]
-source = "builtin:python-stdlib"
-include_tests = true
-tokenizer = "bytes"
-val_fraction = 0.02
-
-[train]
+{demo}[train]
 seq_len = 64
 micro_batch_size = 16
 schedule = "cosine"
@@ -110,7 +97,7 @@ def main() -> None:
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     spec = args.out / "spec.toml"
-    spec.write_text(SPEC.format(seed=args.seed))
+    spec.write_text(SPEC.format(seed=args.seed, demo=demo_sections("model", "data")))
     unpruned, pruned = args.out / "unpruned", args.out / args.name
     for runs in (unpruned, pruned):
         scaling("plan", str(spec), "--out", str(runs))
