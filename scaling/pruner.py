@@ -10,8 +10,9 @@ result.json says why, its checkpoint stays, and only ``scaling launch --resume-p
 it on. The rest go on to the next rung, and after the
 last to their end. Every rung's forecasts and decisions are appended to RUNS/prune.jsonl.
 
-Interrupted anywhere, launching again with ``--prune`` goes on: a run already at its rung
-pauses at once, the forecasts are the same (seeded), and pruned runs stay pruned.
+Interrupted anywhere, launching again with ``--prune`` goes on: the runs already at a rung are
+not started again, a rung decided (prune.jsonl) is not decided again, and pruned runs stay
+pruned.
 """
 
 from __future__ import annotations
@@ -28,7 +29,6 @@ import pandas as pd
 from scaling.config import ConfigError
 from scaling.fileio import write_atomic
 from scaling.fitting.curves import Curve, curve_of_run
-from scaling.fitting.errors import FitError
 from scaling.fitting.pruning import Forecast, forecast_group
 from scaling.launching import state
 from scaling.launching.local import LaunchOptions, LocalExecutor
@@ -60,7 +60,10 @@ def competing_groups(plan: pd.DataFrame, selected: list[str]) -> list[list[str]]
     with nobody and trains straight to its end)."""
     chosen = plan[plan["run_id"].isin(selected)]
     budget = chosen["budget"] if "budget" in chosen else chosen["flops"]
-    keys = list(zip(chosen["params"], budget.map(lambda b: f"{float(b):.3g}"), strict=True))
+    grid = chosen["grid"] if "grid" in chosen else [""] * len(chosen)
+    # one grid's runs only: an IsoFLOP grid's centre run at the same size and budget as an
+    # hparams grid's is a point of its own profile, not a competitor
+    keys = list(zip(grid, chosen["params"], budget.map(lambda b: f"{float(b):.3g}"), strict=True))
     groups: dict[Any, list[str]] = {}
     for key, run_id in zip(keys, chosen["run_id"], strict=True):
         groups.setdefault(key, []).append(run_id)
@@ -84,6 +87,15 @@ class Pruner:
         self.options = options
         self.plan = self.executor.plan.set_index("run_id")
         self.groups = competing_groups(self.executor.plan, self.executor.selected)
+        for run_id in (r for group in self.groups for r in group):
+            run = self.runs.run(run_id)
+            if run.read_config().train.log_interval != 1:
+                raise ConfigError(
+                    f"{run.config_path}: train.log_interval is "
+                    f"{run.read_config().train.log_interval}; --prune forecasts from every "
+                    "step's loss: plan the sweep with train.log_interval = 1"
+                )
+        self.decided = self._decided()
 
     def _state(self, run_id: str) -> str:
         return state.run_state(self.runs.run(run_id), self.options.stale_after)
@@ -100,13 +112,15 @@ class Pruner:
             if not live:
                 break
             pause = {r: max(1, round(rung * self._steps(r))) for r in live}
+            behind = [r for r in live if self.runs.run(r).stopped_step() < pause[r]]
             self.report(
-                f"rung {number} of {len(self.prune.rungs)}: {len(live)} run(s) to "
+                f"rung {number} of {len(self.prune.rungs)}: {len(behind)} run(s) to "
                 f"{rung:.0%} of their steps"
             )
-            self._train(live, pause, on_tick)
+            if behind:  # after an interruption, the runs already there are not started again
+                self._train(behind, pause, on_tick)
             for group in self.groups:
-                self._decide(group, number, pause)
+                self._decide(group, number, rung, pause)
         # the last leg: every selected run not pruned, not in a group included, to its end
         self._train(list(self.executor.selected), {}, on_tick)
         return self.executor.finished
@@ -117,7 +131,22 @@ class Pruner:
         executor.pause_at = pause
         executor.run(on_tick=on_tick)
 
-    def _decide(self, group: list[str], rung: int, pause: dict[str, int]) -> None:
+    def _decided(self) -> set[tuple[float, str]]:
+        """(rung fraction, run) of every decision in prune.jsonl: a relaunch does not decide
+        a rung again with curves that have since gone past it."""
+        path = self.runs.prune_log
+        if not path.is_file():
+            return set()
+        decided = set()
+        for line in path.read_text().splitlines():
+            try:
+                record = json.loads(line)
+                decided.add((float(record["fraction"]), str(record["run"])))
+            except (json.JSONDecodeError, KeyError, TypeError, ValueError):
+                continue  # a line cut by a crash, or an older format: decide again
+        return decided
+
+    def _decide(self, group: list[str], rung: int, fraction: float, pause: dict[str, int]) -> None:
         """Forecast every run of ``group`` that reached its rung (or finished), each family
         of runs (one batch size: one number of steps) fitted together, and prune those that
         cannot win. Where the forecast cannot be made, every run is kept."""
@@ -126,7 +155,8 @@ class Pruner:
         for run_id in group:
             status = self._state(run_id)
             reached = status == "done" or (
-                status in state.LAUNCHABLE and self._paused_at(run_id) >= pause.get(run_id, 0)
+                status in state.LAUNCHABLE
+                and self.runs.run(run_id).stopped_step() >= pause.get(run_id, 0)
             )
             # a run pruned at an earlier rung no longer competes, but its curve, cut where it
             # stopped, still teaches its family's shape
@@ -136,49 +166,50 @@ class Pruner:
                 families.setdefault((train.batch_tokens, len(curve.lr)), []).append(curve)
                 if reached:
                     competing.add(run_id)
-        if len(competing) < 2:
+        if len(competing) < 2 or all((fraction, r) in self.decided for r in competing):
             return
-        try:
-            forecasts, decisions = forecast_group(
-                list(families.values()), competing, self.prune.samples, self.prune.level
-            )
-        except FitError as err:
-            self.report(f"no forecasts at rung {rung} ({err}); every run kept")
-            return
+        forecasts, decisions, failed = forecast_group(
+            list(families.values()), competing, self.prune.samples, self.prune.level
+        )
+        for why in failed:
+            self.report(f"no forecast at rung {rung} ({why}); those runs kept")
         for forecast in forecasts:
             reason = decisions.get(forecast.run)
-            if reason is not None and self._state(forecast.run) != "done":
-                self._write_pruned(forecast, reason, rung)
-            self._log({"rung": rung, **forecast.to_dict(), "pruned": reason is not None})
+            pruned = reason is not None and self._prune(forecast, reason, rung)
+            self._log({"rung": rung, "fraction": fraction, **forecast.to_dict(), "pruned": pruned})
+            self.decided.add((fraction, forecast.run))
 
-    def _paused_at(self, run_id: str) -> int:
-        """The step of the run's last stop (its checkpoint's), 0 when it never stopped."""
+    def _prune(self, forecast: Forecast, reason: str, rung: int) -> bool:
+        """Write the run's pruned result under its claim (a launcher that took the paused run
+        meanwhile keeps it, and it is not pruned); True when it was pruned."""
+        run_id, run = forecast.run, self.runs.run(forecast.run)
+        if self._state(run_id) == "done":  # finished before this launch: it stays done
+            return False
+        if not state.try_claim(run, self.options.stale_after):
+            self.report(f"{run_id}: another launcher holds it; not pruned")
+            return False
         try:
-            record = json.loads(self.runs.run(run_id).stopped_path.read_text())
-        except (OSError, json.JSONDecodeError):
-            return 0
-        return int(record.get("step", 0)) if isinstance(record, dict) else 0
-
-    def _write_pruned(self, forecast: Forecast, reason: str, rung: int) -> None:
-        run_id = forecast.run
-        planned = self.plan.loc[run_id]
-        tokens = forecast.step * self.runs.run(run_id).read_config().train.batch_tokens
-        per_token = float(planned["flops"]) / float(planned["tokens"])
-        self.runs.run(run_id).write_result(
-            {
-                "run_id": run_id,
-                "status": "pruned",
-                "reason": f"pruned at rung {rung}: {reason}",
-                "steps": forecast.step,
-                "tokens": tokens,
-                "flops": tokens * per_token,
-                "forecast": forecast.to_dict(),
-            }
-        )
+            planned = self.plan.loc[run_id]
+            tokens = forecast.step * run.read_config().train.batch_tokens
+            per_token = float(planned["flops"]) / float(planned["tokens"])
+            run.write_result(
+                {
+                    "run_id": run_id,
+                    "status": "pruned",
+                    "reason": f"pruned at rung {rung}: {reason}",
+                    "steps": forecast.step,
+                    "tokens": tokens,
+                    "flops": tokens * per_token,
+                    "forecast": forecast.to_dict(),
+                }
+            )
+        finally:
+            state.release(run)
         self.report(f"{run_id}: pruned at step {forecast.step} ({reason})")
+        return True
 
     def _log(self, record: dict[str, Any]) -> None:
-        path = self.runs.path / "prune.jsonl"
+        path = self.runs.prune_log
         lines = path.read_text().splitlines() if path.exists() else []
         lines.append(json.dumps({**record, "time": time.time()}))
         write_atomic(path, "\n".join(lines) + "\n")

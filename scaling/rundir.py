@@ -204,6 +204,15 @@ class RunDir:
             return None
         return str(record.get("reason")) if isinstance(record, dict) else None
 
+    def stopped_step(self) -> int:
+        """The step the run last stopped at (its checkpoint's), 0 when it has not stopped."""
+        try:
+            record = json.loads(self.stopped_path.read_text())
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+            return 0
+        step = record.get("step") if isinstance(record, dict) else None
+        return step if isinstance(step, int) else 0
+
     def clear_stopped(self) -> None:
         """Before a launcher starts the run's trainer: only that start may leave the mark."""
         self.stopped_path.unlink(missing_ok=True)
@@ -339,6 +348,11 @@ class RunsDir:
     @property
     def figures(self) -> Path:
         return self.path / "figures"
+
+    @property
+    def prune_log(self) -> Path:
+        """prune.jsonl: every rung's forecasts and decisions of `scaling launch --prune`."""
+        return self.path / "prune.jsonl"
 
     @property
     def summary_path(self) -> Path:

@@ -135,8 +135,16 @@ def launch(
         )
     if as_json and not dry_run:
         raise fail("--json: with --dry-run only")
-    if (rungs is not None or prune_level is not None) and not prune:
-        raise fail("--rungs and --prune-level: with --prune only")
+    given_alone = [
+        flag for flag, v in (("--rungs", rungs), ("--prune-level", prune_level)) if v is not None
+    ]
+    if given_alone and not prune:
+        raise fail(f"{' and '.join(given_alone)}: with --prune only")
+    if prune and resume_pruned:
+        raise fail(
+            "--prune and --resume-pruned: one or the other (resume the pruned runs first, "
+            "then prune the rest)"
+        )
     if prune and dry_run:
         raise fail("--prune: not with --dry-run (a dry run shows the unpruned plan; drop --prune)")
     max_parallel = 1 if max_parallel is None else max_parallel
@@ -310,12 +318,12 @@ def _run_with_table(local, runs: Path, progress: bool, stale_after: float) -> di
 
     console = Console()
     if not (progress and console.is_terminal):
-        seen: set[str] = set()
+        seen: dict[str, str] = {}
 
-        def report(executor):
+        def report(executor):  # each run's state whenever it changes (a pruner's rungs too)
             for run_id, status in executor.finished.items():
-                if run_id not in seen:
-                    seen.add(run_id)
+                if seen.get(run_id) != status:
+                    seen[run_id] = status
                     console.print(f"{run_id}: {status}")
 
         with _stopped():

@@ -30,7 +30,8 @@ def train(
         int | None,
         typer.Option(
             help="Checkpoint and stop after this optimizer step (exit 4); the same command "
-            "without it goes on. `scaling launch --prune` pauses runs at its rungs so.",
+            "without it goes on (a step at or past the run's end: it just finishes). "
+            "`scaling launch --prune` pauses runs at its rungs so.",
             min=1,
         ),
     ] = None,

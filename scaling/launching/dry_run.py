@@ -39,7 +39,7 @@ def local_dry_run(runs: Path, options: LaunchOptions) -> pd.DataFrame:
             "flops": float(planned["flops"]),
             "state": status,
         }
-        if status in state.LAUNCHABLE:
+        if status in state.LAUNCHABLE or (status == "pruned" and options.resume_pruned):
             run.read_planned_config(run_id)  # an edited config is refused, as launching would
         else:
             rows.append({**row, "action": "skip", "devices": "", "start_s": None, "wall_s": None})

@@ -83,7 +83,8 @@ def test_a_pruned_run_keeps_its_checkpoint_and_waits_to_be_asked(lr_sweep):
     [
         (["--prune", "--rungs", "0.5,1.5"], "--rungs '0.5,1.5': increasing fractions"),
         (["--prune", "--rungs", "half"], "--rungs 'half': fractions of a run's steps"),
-        (["--rungs", "0.5"], "--rungs and --prune-level: with --prune only"),
+        (["--rungs", "0.5"], "--rungs: with --prune only"),
+        (["--prune", "--resume-pruned"], "--prune and --resume-pruned: one or the other"),
         (["--prune", "--prune-level", "1.5"], "--prune-level 1.5: a coverage in (0, 1)"),
         (["--prune", "--executor", "slurm"], "--prune: not used by --executor slurm"),
         (["--prune", "--dry-run"], "--prune: not with --dry-run"),
@@ -94,4 +95,19 @@ def test_bad_prune_flags_are_one_line(lr_sweep, args, message):
     bad = scaling("launch", runs, *args, "--no-progress", env=dict(os.environ), check=False)
     assert bad.returncode == 2, (bad.stdout, bad.stderr)
     assert message in bad.stderr, bad.stderr
+    assert not list((runs / "runs").glob("*/result.json"))
+
+
+def test_a_sweep_that_does_not_log_every_step_is_refused(tmp_path, monkeypatch):
+    monkeypatch.setenv("SCALING_CACHE", str(tmp_path / "cache"))
+    spec = tmp_path / "spec.toml"
+    every_fifth = SWEEP.replace("log_interval = 1", "log_interval = 5")
+    spec.write_text(
+        every_fifth.format(params="[3e4]", tokens=48 * 1024, source="builtin:python-stdlib")
+    )
+    runs = tmp_path / "RUNS"
+    assert runner.invoke(app, ["plan", str(spec), "--out", str(runs)]).exit_code == 0
+    bad = scaling("launch", runs, "--prune", "--no-progress", env=dict(os.environ), check=False)
+    assert bad.returncode == 2, (bad.stdout, bad.stderr)
+    assert "config.json: train.log_interval is 5; --prune forecasts from every step" in bad.stderr
     assert not list((runs / "runs").glob("*/result.json"))
