@@ -1,6 +1,7 @@
 """Does `scaling launch --prune` pick the learning rate the whole sweep picks, for less?
 
-    python benchmarks/prune_sweep.py [--out DIR] [--rungs 0.125,0.25,0.5] [--level 0.8] [--seed 0]
+    python benchmarks/prune_sweep.py [--out DIR] [--rungs 0.125,0.25,0.5,0.75] [--level 0.8]
+                                     [--seed 0] [--name pruned]
 
 The design of sweeps/hparams.toml (an hparams grid: learning rate x batch size at the
 budget's 20-tokens-per-parameter size, cosine schedule) at CPU scale: one budget of 1e11
@@ -90,7 +91,7 @@ def best(rows: dict[str, dict]) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", type=Path, default=Path(tempfile.gettempdir()) / "prune-bench")
-    parser.add_argument("--rungs", default="0.125,0.25,0.5")
+    parser.add_argument("--rungs", default="0.125,0.25,0.5,0.75")
     parser.add_argument("--level", default="0.8", help="--prune-level")
     parser.add_argument("--name", default="pruned", help="the pruned launch's folder in OUT")
     parser.add_argument("--seed", type=int, default=0, help="[sweep] seed: another sweep")

@@ -34,7 +34,7 @@ from scaling.launching import state
 from scaling.launching.local import LaunchOptions, LocalExecutor
 from scaling.rundir import RunsDir
 
-DEFAULT_RUNGS = (0.125, 0.25, 0.5)
+DEFAULT_RUNGS = (0.125, 0.25, 0.5, 0.75)
 
 
 @dataclass

@@ -150,7 +150,10 @@ def _plan(tmp_path, params="[3e4]", tokens=30720):
     [
         ("{not json", "not valid JSON"),
         ("[]", "status 'list'"),
-        ('{"status": "finished"}', "status 'finished'; must be one of done, pruned, failed, diverged"),
+        (
+            '{"status": "finished"}',
+            "status 'finished'; must be one of done, pruned, failed, diverged",
+        ),
     ],
 )
 def test_a_corrupt_result_is_one_line_for_status_and_launch(tmp_path, text, message):

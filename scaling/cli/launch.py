@@ -83,7 +83,7 @@ def launch(
         str | None,
         typer.Option(
             help="Local, with --prune: the rungs, as fractions of each run's steps "
-            "(default 0.125,0.25,0.5).",
+            "(default 0.125,0.25,0.5,0.75).",
             show_default=False,
         ),
     ] = None,
