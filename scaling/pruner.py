@@ -7,8 +7,8 @@ checkpointed (``scaling train --pause-at``); then each run's final loss is forec
 curve so far, the runs of one batch size fitted together (``fitting.pruning``), and a run
 whose forecast interval lies wholly above the best run's interval ends ``pruned``: its
 result.json says why, its checkpoint stays, and only ``scaling launch --resume-pruned`` trains
-it on. The rest go on to the next rung, and after the
-last to their end. Every rung's forecasts and decisions are appended to RUNS/prune.jsonl.
+it on. The rest go on to the next rung, and after the last to their end. Every rung's
+forecasts and decisions are appended to RUNS/prune.jsonl.
 
 Interrupted anywhere, launching again with ``--prune`` goes on: the runs already at a rung are
 not started again, a rung decided (prune.jsonl) is not decided again, and pruned runs stay
@@ -27,7 +27,6 @@ from typing import Any
 import pandas as pd
 
 from scaling.config import ConfigError
-from scaling.fileio import write_atomic
 from scaling.fitting.curves import Curve, curve_of_run
 from scaling.fitting.pruning import Forecast, forecast_group
 from scaling.launching import state
@@ -89,11 +88,11 @@ class Pruner:
         self.groups = competing_groups(self.executor.plan, self.executor.selected)
         for run_id in (r for group in self.groups for r in group):
             run = self.runs.run(run_id)
-            if run.read_config().train.log_interval != 1:
+            every = run.read_config().train.log_interval
+            if every != 1:
                 raise ConfigError(
-                    f"{run.config_path}: train.log_interval is "
-                    f"{run.read_config().train.log_interval}; --prune forecasts from every "
-                    "step's loss: plan the sweep with train.log_interval = 1"
+                    f"{run.config_path}: train.log_interval is {every}; --prune forecasts from "
+                    "every step's loss: plan the sweep with train.log_interval = 1"
                 )
         self.decided = self._decided()
 
@@ -209,7 +208,6 @@ class Pruner:
         return True
 
     def _log(self, record: dict[str, Any]) -> None:
-        path = self.runs.prune_log
-        lines = path.read_text().splitlines() if path.exists() else []
-        lines.append(json.dumps({**record, "time": time.time()}))
-        write_atomic(path, "\n".join(lines) + "\n")
+        # appended, as metrics.jsonl is: a line cut by a crash is skipped when read back
+        with self.runs.prune_log.open("a") as log:
+            log.write(json.dumps({**record, "time": time.time()}) + "\n")
