@@ -111,3 +111,17 @@ def test_a_sweep_that_does_not_log_every_step_is_refused(tmp_path, monkeypatch):
     assert bad.returncode == 2, (bad.stdout, bad.stderr)
     assert "config.json: train.log_interval is 5; --prune forecasts from every step" in bad.stderr
     assert not list((runs / "runs").glob("*/result.json"))
+
+
+def test_a_relaunch_reads_the_rungs_already_decided_and_skips_a_cut_line(lr_sweep):
+    from scaling.launching.local import LaunchOptions
+    from scaling.pruner import PruneOptions, Pruner
+
+    runs, lrs = lr_sweep
+    run_id = lrs[3e-3].name
+    (runs / "prune.jsonl").write_text(
+        json.dumps({"rung": 1, "fraction": 0.5, "run": run_id, "pruned": False})
+        + '\n{"rung": 1, "fraction": 0.5, "ru'  # a launcher killed mid-line
+    )
+    pruner = Pruner(runs, LaunchOptions(progress=False), PruneOptions(rungs=(0.5,)))
+    assert pruner.decided == {(0.5, run_id)}
