@@ -10,7 +10,13 @@ wall time; then the largest error and the coverage counts. Beside them, two alte
 for comparison (BENCHMARKS.md): the mixture intervals the demo printed before (the laws'
 bootstrap samples pooled, spanning both forms), and the error of the two laws' plain mean
 (equal weights instead of the demo's 1 / backtest error). Each seed is a different study
-(other initialisations and data order, so other points and another fit).
+(other initialisations and data order, so other points and another fit). The FLOPs column is
+the training FLOPs of the fitted runs (the holdout, which tests, not counted).
+
+Then the cheaper design of benchmarks/wsd_design.py (each size trained once, WSD, measured
+and predicted cooldown branches, at a third of the IsoFLOP study's FLOPs) for the same seeds,
+predicting the same holdout run: its FLOPs, and its error with and without the predicted
+points. ``--designs isoflop`` runs the IsoFLOP study alone.
 
 An interrupted benchmark resumes: each demo resumes in its own directory. The wall time shown
 is that of the pass that finished the demo (kept in the seed's calibration.json); a pass over
@@ -27,6 +33,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+import wsd_design
 
 
 def run_seed(seed: int, out: Path) -> tuple[dict, float | None]:
@@ -60,14 +68,17 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--out", type=Path, default=None, help="keep the runs here")
+    parser.add_argument(
+        "--designs", nargs="+", choices=["isoflop", "wsd"], default=["isoflop", "wsd"]
+    )
     args = parser.parse_args()
     root = args.out or Path(tempfile.mkdtemp(prefix="demo-calibration-"))
 
     print(
         "| seed | holdout N | D | predicted | measured | error | 80% covers | 95% covers "
-        "| mixture 80% covers | mixture 95% covers | error, equal weights | wall |"
+        "| mixture 80% covers | mixture 95% covers | error, equal weights | FLOPs | wall |"
     )
-    print("|---:|---:|---:|---:|---:|---:|---|---|---|---|---:|---:|")
+    print("|---:|---:|---:|---:|---:|---:|---|---|---|---|---:|---:|---:|")
     errors, equal_errors = [], []
     counts = {key: 0 for key in ("80", "95", "mixture 80", "mixture 95")}
     for seed in args.seeds:
@@ -89,7 +100,8 @@ def main() -> None:
             f"| {seed} | {summary['holdout_params']:,} | {summary['holdout_tokens']:,} | "
             f"{predicted:.3f} | {measured:.3f} | {errors[-1]:+.1%} | {cells['80']}{kind} | "
             f"{cells['95']}{kind} | {cells['mixture 80']} | {cells['mixture 95']} | "
-            f"{equal_errors[-1]:+.1%} | {'-' if wall is None else f'{wall:.0f} s'} |",
+            f"{equal_errors[-1]:+.1%} | {training_flops(root / f'seed-{seed}'):.3g} | "
+            f"{'-' if wall is None else f'{wall:.0f} s'} |",
             flush=True,
         )
     n = len(args.seeds)
@@ -99,7 +111,57 @@ def main() -> None:
         f"80% intervals cover {counts['80']}/{n}, 95% intervals cover {counts['95']}/{n}; "
         f"mixture intervals cover {counts['mixture 80']}/{n} (80%), "
         f"{counts['mixture 95']}/{n} (95%); "
-        f"with equal weights largest |error| {max(abs(e) for e in equal_errors):.1%}"
+        f"with equal weights largest |error| {max(abs(e) for e in equal_errors):.1%}; "
+        f"mean |error| {sum(abs(e) for e in errors) / n:.2%}"
+    )
+    if "wsd" in args.designs:
+        wsd_table(args.seeds, root, errors)
+
+
+def training_flops(study: Path) -> float:
+    """The training FLOPs of a study's fitted runs (branches included), from their results."""
+    from scaling import results
+
+    table = results.load(study)
+    return float(table.loc[table["branch"] == "final", "flops"].sum())
+
+
+def wsd_table(seeds: list[int], root: Path, isoflop_errors: list[float]) -> None:
+    """The WSD design beside each seed's IsoFLOP study, predicting the same holdout."""
+    print()
+    print(
+        "| seed | FLOPs | share of IsoFLOP | predicted, measured points | error | 80% covers "
+        "| predicted, with predicted points | error | 80% covers | IsoFLOP error | wall |"
+    )
+    print("|---:|---:|---:|---:|---:|---|---:|---:|---|---:|---:|")
+    plain, with_predicted, shares = [], [], []
+    for seed, iso_error in zip(seeds, isoflop_errors, strict=True):
+        report = wsd_design.run_design(seed, root / f"seed-{seed}")
+        measured = report["holdout"]["measured"]
+        cells = []
+        for key, kept in (("measured_only", plain), ("with_predicted", with_predicted)):
+            fit = report[key]
+            kept.append(fit["error"])
+            cells.append(
+                f"{fit['predicted']:.3f} | {fit['error']:+.1%} | "
+                f"{covers(fit['interval_80'], measured)}"
+            )
+        shares.append(report["flops_share"])
+        print(
+            f"| {seed} | {report['flops']:.3g} | {report['flops_share']:.1%} | {cells[0]} | "
+            f"{cells[1]} | {iso_error:+.1%} | {report['wall_s']:.0f} s |",
+            flush=True,
+        )
+    n = len(seeds)
+
+    def mean_abs(values: list[float]) -> str:
+        return f"{sum(abs(e) for e in values) / n:.2%}"
+
+    print()
+    print(
+        f"mean |error| over {n} seeds: IsoFLOP {mean_abs(isoflop_errors)}; WSD design "
+        f"{mean_abs(plain)} (measured points), {mean_abs(with_predicted)} (with predicted "
+        f"points) at {sum(shares) / n:.1%} of the IsoFLOP study's FLOPs"
     )
 
 

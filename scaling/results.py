@@ -48,6 +48,15 @@ def branch_budget(flops: float, budgets: list[float]) -> float:
     return math.nan
 
 
+def planned_budgets(plan: pd.DataFrame) -> list[float]:
+    """The budgets of a plan's runs that have one (a fixed grid's have none; a plan.csv
+    written by hand may have no ``kind`` or ``budget`` column)."""
+    if "budget" not in plan:
+        return []
+    planned = plan if "kind" not in plan else plan[plan["kind"] != "fixed"]
+    return sorted(float(b) for b in planned["budget"].dropna().unique())
+
+
 def load(runs: str | Path, include_pending: bool = False) -> pd.DataFrame:
     """Final results of a runs directory, one row per run and per cooldown branch."""
     import pandas as pd  # pandas loads when a table is read, not on import
@@ -58,7 +67,7 @@ def load(runs: str | Path, include_pending: bool = False) -> pd.DataFrame:
     # how the sweep counted: its points carry it to the laws (``fitting.compute``)
     size = sweep.get("size", "total")
     formula = sweep.get("flop_formula")  # a result.json that does not say its own
-    budgets = sorted(plan.loc[plan["kind"] != "fixed", "budget"].unique()) if "kind" in plan else []
+    budgets = planned_budgets(plan)
     rows = []
     for planned in plan.to_dict(orient="records"):
         run = directory.run(planned["run_id"])
@@ -122,8 +131,8 @@ def load_curves(runs: str | Path, loss: str = "train_loss") -> pd.DataFrame:
                     "run_id": run_id,
                     "params": plan.loc[run_id, "params"],
                     "step": frame["step"],
-                    "tokens": frame["tokens"],
-                    "flops": frame["flops"],
+                    "tokens": frame.get("tokens", np.nan),
+                    "flops": frame.get("flops", np.nan),  # a line written by hand may lack it
                     "loss": frame[loss].astype(float),
                 }
             )

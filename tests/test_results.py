@@ -149,3 +149,25 @@ def test_a_branch_point_joins_the_planned_budget_its_compute_matches(tmp_path):
     assert results.branch_budget(1.05e18, [1e18, 1e19]) == 1e18
     assert np.isnan(results.branch_budget(1.5e18, [1e18, 1e19]))
     assert branch["budget"].isna().sum() == 7  # 0.1 of 1e18 joins no planned budget
+
+
+def test_a_plan_written_by_hand_without_budgets_and_lines_without_flops_are_read(tmp_path):
+    """plan.csv may have kind but no budget column (PlanRow allows it), and metrics lines may
+    lack flops (MetricsLine allows it): the points and curves are read, budgets and FLOPs
+    empty."""
+    runs = make_runs(tmp_path / "RUNS")
+    plan = pd.read_csv(runs / "plan.csv").drop(columns=["budget"])
+    plan.to_csv(runs / "plan.csv", index=False)
+    metrics = runs / "runs" / "r1" / "metrics.jsonl"
+    lines = [json.loads(line) for line in metrics.read_text().splitlines()]
+    metrics.write_text(
+        "".join(
+            json.dumps({k: x[k] for k in ("step", "tokens", "train_loss")}) + "\n" for x in lines
+        )
+    )
+    table = results.load(runs)
+    branch = table[table["branch"] != "final"]
+    assert len(table) == 3 and branch["budget"].isna().all()
+    curves = results.load_curves(runs)
+    own = curves[curves["run_id"] == "r1"]
+    assert len(own) == 5 and own["flops"].isna().all() and own["loss"].notna().all()

@@ -303,7 +303,19 @@ def predict(
         float | None,
         typer.Option(help="--branches: a branch's cooldown fraction (default: the run's own)."),
     ] = None,
-    out: Annotated[Path | None, typer.Option(help="--branches: the points CSV to write.")] = None,
+    optimal_schedule: Annotated[
+        str | None,
+        typer.Option(
+            help="The schedule a multi-power law predicts to end lowest (Luo et al.), for "
+            "steps=S,lr=X[,warmup=W][,iterations=N]: non-increasing after the warm-up, with the "
+            "cosine and WSD schedules' predicted final losses beside it; --out writes it as a "
+            "CSV (step, lr) that --schedule reads back."
+        ),
+    ] = None,
+    out: Annotated[
+        Path | None,
+        typer.Option(help="--branches: the points CSV to write; --optimal-schedule: the schedule."),
+    ] = None,
     as_json: JsonOption = False,
 ) -> None:
     """Predict from a fitted law: at --compute C the optimal N*, D*, tokens per parameter,
@@ -317,7 +329,14 @@ def predict(
     Example: scaling predict --fit mpl.json --schedule wsd:steps=2000,lr=3e-3,cooldown=0.2
 
     Example: scaling predict --fit mpl.json --branches RUNS --fractions 0.1,0.2 --out points.csv
+
+    Example: scaling predict --fit mpl.json --optimal-schedule steps=2000,lr=3e-3,warmup=100
     """
+    if optimal_schedule is not None:
+        others = (compute, params, tokens, unique_tokens, experts, schedule, level, branches)
+        if any(value is not None for value in (*others, fractions, cooldown)):
+            raise fail("--optimal-schedule stands alone: give it with --fit (and --out, --json)")
+        return _optimal_schedule(fit_file or source, optimal_schedule, out, as_json)
     if branches is not None or fractions is not None or out is not None or cooldown is not None:
         others = (compute, params, tokens, unique_tokens, experts, schedule, level)
         if any(value is not None for value in others):
@@ -350,6 +369,26 @@ def predict(
         typer.echo(json.dumps(prediction))
         return
     present.prediction_table(law_name, prediction, level)
+
+
+def _optimal_schedule(fit_file, request: str, out, as_json: bool) -> None:
+    """`scaling predict --fit MPL.json --optimal-schedule steps=S,lr=X,...`: the schedule, its
+    predicted final loss against cosine and WSD, a sample of its steps (``--json``: every
+    step)."""
+    if fit_file is None or fit_file.is_dir():
+        raise fail("--optimal-schedule needs --fit MPL.json, a multi-power law's fit file")
+    if not fit_file.exists():
+        raise fail(f"{fit_file}: no such fit file")
+    from scaling.fitting.api import optimal_schedule_from
+
+    with errors({**PREDICT_FLAGS, "law": "--fit"}), present.iterations(as_json) as tick:
+        found = optimal_schedule_from(fit_file, request, out, progress=tick)
+    if as_json:
+        typer.echo(json.dumps(found))
+        return
+    present.optimal_schedule_table(found)
+    if out is not None:
+        typer.echo(f"wrote {out} ({len(found['schedule'])} steps)")
 
 
 def _predict_branches(fit_file, runs, fractions, cooldown, out, as_json) -> None:

@@ -6,7 +6,9 @@ nothing: the live tables of `scaling launch` and `scaling demo` render ``status_
 
 from __future__ import annotations
 
+import contextlib
 import json
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING
 
 from rich.console import Console, Group
@@ -341,6 +343,44 @@ def schedule_table(law_name: str, prediction: dict, level: float | None, rows: i
             cells.append(interval(bounds[i], zero_width=True))
         table.add_row(*cells)
     _console().print(table)
+
+
+@contextlib.contextmanager
+def iterations(quiet: bool) -> Iterator[Callable[[int, float], None] | None]:
+    """A progress bar for the optimal schedule's iterations (none with ``--json``): yields
+    the callback ``optimal_schedule`` calls with (iteration, predicted final loss)."""
+    if quiet:
+        yield None
+        return
+    from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+    columns = (TextColumn("{task.description}"), BarColumn(), TimeRemainingColumn())
+    with Progress(*columns, console=Console(stderr=True), transient=True) as bar:
+        task = bar.add_task("optimising the schedule", total=None)
+
+        def tick(iteration: int, loss: float) -> None:
+            bar.update(task, completed=iteration, description=f"predicted final loss {loss:.5g}")
+
+        yield tick
+
+
+def optimal_schedule_table(found: dict, rows: int = 12) -> None:
+    """`scaling predict --optimal-schedule`: the predicted final losses (the optimum, cosine,
+    WSD) and the schedule at ``rows`` evenly spaced steps."""
+    losses = _table(f"predicted final loss ({found['law']} law), {found['steps']} steps")
+    for column in ("schedule", "final loss", "optimum's gain"):
+        losses.add_column(column, justify="left" if column == "schedule" else "right")
+    losses.add_row("optimal", f"{found['loss']:.5g}", "")
+    for name, loss in found["baselines"].items():
+        losses.add_row(name, f"{loss:.5g}", f"{found['gain'][name]:.4g}")
+    steps = found["schedule"]
+    sample = _table("the optimal schedule (scaling predict --json: every step)")
+    sample.add_column("step", justify="right")
+    sample.add_column("lr", justify="right")
+    count = min(rows, len(steps))
+    for i in sorted({round(k * (len(steps) - 1) / max(1, count - 1)) for k in range(count)}):
+        sample.add_row(str(steps[i]["step"]), f"{steps[i]['lr']:.4g}")
+    _console().print(Group(losses, sample))
 
 
 def predicted_points_table(rows) -> None:

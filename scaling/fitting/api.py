@@ -14,6 +14,7 @@ from scaling.fitting.backtest import backtest
 from scaling.fitting.base import LAWS, Law
 from scaling.fitting.curves import LrCurves, curves_from_runs, curves_from_table
 from scaling.fitting.errors import FitError
+from scaling.fitting.optimal_schedule import optimal_schedule, parse_request
 from scaling.fitting.points import Curves, Points, as_curves, read_table
 from scaling.fitting.predicted import predicted_points
 from scaling.rundir import RunsDir
@@ -293,6 +294,22 @@ def _predict_curve(path: Path, schedule: str, level: float | None):
     return law.law, law.predict(level=level, schedule=schedule)
 
 
+def optimal_schedule_from(
+    fit: str | Path, request: str, out: Path | None = None, progress=None
+) -> dict[str, Any]:
+    """The schedule the multi-power law of the fit file ``fit`` predicts to end lowest
+    (``optimal_schedule``; ``request``: ``steps=S,lr=X[,warmup=W][,iterations=N]``), with the
+    cosine and WSD schedules' predicted final losses; written to ``out`` as a CSV (step, lr),
+    a schedule that ``--schedule`` reads back."""
+    values = parse_request(request)
+    law = Law.from_json(fit)
+    found = optimal_schedule(law, progress=progress, **values)
+    if out is not None:
+        rows = "".join(f"{j},{x!r}\n" for j, x in enumerate(found.lr.tolist()))
+        write_atomic(out, "step,lr\n" + rows)
+    return {"law": law.law, **values, **found.to_dict()}
+
+
 def predict_branches(
     fit: str | Path,
     runs: str | Path,
@@ -332,6 +349,7 @@ __all__ = [
     "load_source",
     "make_law",
     "newest_fit",
+    "optimal_schedule_from",
     "predict_branches",
     "predict_from",
     "read_fits",

@@ -17,7 +17,12 @@ measured branches (``results.branch_budget``), and ``predicted`` True. Measured 
 to include them, and a law fitted on them says how many in ``details_["predicted_points"]``.
 
 The law predicts the loss it was fitted on (a runs directory's ``train_loss``); a measured
-branch point's loss is its eval loss.
+point's loss is its eval loss, on another text: on the demo's runs eval sits 1-10% above the
+train loss at the same step, by run. So a predicted point is put on its run's eval scale
+(``eval_scale``, the default): its loss, low and high are multiplied by the run's ratio of
+measured eval loss to the law's loss at the same step, the mean over the run's measured points
+(its end and its measured branches), kept as ``eval_ratio``. A run with no measured eval loss
+keeps the law's scale (``eval_ratio`` empty).
 """
 
 from __future__ import annotations
@@ -33,7 +38,7 @@ from scaling.fitting.bootstrap import percentile_interval
 from scaling.fitting.errors import FitError
 from scaling.fitting.points import predicted_mask
 from scaling.rundir import RunsDir
-from scaling.schedules import lr_at
+from scaling.schedules import lr_at, lr_schedule
 
 BRANCHING = ("wsd", "constant")  # the schedules with a stable phase to branch from
 
@@ -77,6 +82,24 @@ def predicted_loss(law: CurveLaw, lr: np.ndarray) -> tuple[float, float, float]:
     return loss, low, high
 
 
+def eval_ratio(law: CurveLaw, train, total_steps: int, points: pd.DataFrame) -> float | None:
+    """The mean over a run's measured points (``points``: its rows of ``results.load``, the
+    end and each measured branch) of measured loss / the law's loss at the same step; None
+    where none has a finite loss."""
+    ratios = []
+    for row in points.to_dict(orient="records"):
+        measured_loss = row.get("loss")
+        if measured_loss is None or not np.isfinite(measured_loss):
+            continue
+        if row.get("branch") == "final":  # the run's own schedule (a constant lr has no cooldown)
+            lr = np.array(lr_schedule(train, total_steps))
+        else:
+            fraction = float(row["tokens"]) / (total_steps * train.batch_tokens)
+            lr = branch_schedule(train, total_steps, min(1.0, fraction))
+        ratios.append(measured_loss / float(law.curve(lr, np.array([len(lr) - 1]))[0]))
+    return float(np.mean(ratios)) if ratios else None
+
+
 def law_runs(law: CurveLaw, measured: pd.DataFrame, runs: str | Path) -> list[str]:
     """The runs of a runs directory a curve law speaks for: those of the model it was fitted
     on (the params of the runs among its curves)."""
@@ -100,6 +123,7 @@ def predicted_points(
     shape: str | None = None,
     run_ids: list[str] | None = None,
     measured: bool = True,
+    eval_scale: bool = True,
 ) -> pd.DataFrame:
     """The runs directory's points (``results.load``, each ``predicted`` False, unless
     ``measured`` is False) and one predicted point per run and fraction: the end of a WSD
@@ -119,7 +143,7 @@ def predicted_points(
     if table.empty:
         raise FitError(f"{runs}: no finished run yet")
     plan = directory.read_plan()
-    budgets = sorted(plan.loc[plan["kind"] != "fixed", "budget"].unique()) if "kind" in plan else []
+    budgets = results.planned_budgets(plan)
     chosen = run_ids if run_ids is not None else law_runs(law, table, runs)
     configs = {run_id: directory.run(run_id).read_config() for run_id in chosen}
     if run_ids is None:
@@ -148,6 +172,9 @@ def predicted_points(
         if not line.get("tokens"):
             raise FitError(f"{runs}: run {run_id} logged no tokens and FLOPs in metrics.jsonl")
         per_token = float(line["flops"]) / float(line["tokens"])
+        own = table[table["run_id"] == run_id]
+        ratio = eval_ratio(law, train, total, own) if eval_scale else None
+        scale = 1.0 if ratio is None else ratio
         for fraction in fractions:
             lr = branch_schedule(train, total, float(fraction), cooldown, shape)
             loss, low, high = predicted_loss(law, lr)
@@ -161,15 +188,16 @@ def predicted_points(
                     "budget": results.branch_budget(flops, budgets),
                     "tokens": tokens,
                     "flops": flops,
-                    "loss": loss,
-                    "loss_low": low,
-                    "loss_high": high,
+                    "loss": loss * scale,
+                    "loss_low": low * scale,
+                    "loss_high": high * scale,
                     "final_train_loss": None,
                     "wall_s": None,
                     "predicted": True,
                     "fraction": float(fraction),
                     "cooldown_fraction": train.cooldown_fraction if cooldown is None else cooldown,
                     "predicted_by": law.law,
+                    "eval_ratio": ratio,
                 }
             )
     predicted = pd.DataFrame(rows)
@@ -178,4 +206,11 @@ def predicted_points(
     return pd.concat([table.assign(predicted=False), predicted], ignore_index=True)
 
 
-__all__ = ["branch_schedule", "law_runs", "predicted_loss", "predicted_mask", "predicted_points"]
+__all__ = [
+    "branch_schedule",
+    "eval_ratio",
+    "law_runs",
+    "predicted_loss",
+    "predicted_mask",
+    "predicted_points",
+]

@@ -103,3 +103,10 @@ def points(variant: str) -> pd.DataFrame:
 
 def provenance(variant: str) -> dict[str, Any]:
     return {"file": LOSSES, "size": variant, **json.loads((HERE / PROVENANCE).read_text())}
+
+
+def optimal_schedules() -> dict[str, Any]:
+    """The repository's optimised schedules (``optimized_schedules/*.npy``, every 100th step
+    after the warm-up and the last) with the set-up and final losses of ``src/optimization.py``
+    (its own objective; see ``fitting.optimal_schedule``)."""
+    return json.loads((HERE / PROVENANCE).read_text())["published_optimal_schedules"]

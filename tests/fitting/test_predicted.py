@@ -26,9 +26,10 @@ TRUTH = {"L0": 3.0, "A": 0.5, "alpha": 0.5, "C": 0.3}
 STEPS, BATCH = 1500, 256
 
 
-def write_runs(root, noise=3e-4):
+def write_runs(root, noise=3e-4, eval_factor=1.0):
     """A runs directory of one model, as the trainer writes it: three runs (WSD, constant,
-    cosine) whose train losses are drawn from the lr-annealing law ``TRUTH``."""
+    cosine) whose train losses are drawn from the lr-annealing law ``TRUTH``, each ending with
+    an eval loss ``eval_factor`` times its last train loss."""
     law = LRAnnealingLaw.from_params(TRUTH)
     rng = np.random.default_rng(0)
     plan = []
@@ -58,7 +59,7 @@ def write_runs(root, noise=3e-4):
         result = {
             "run_id": run_id,
             "status": "done",
-            "final_eval_loss": float(loss[-1]),
+            "final_eval_loss": float(loss[-1]) * eval_factor,
             "final_train_loss": float(loss[-1]),
             "tokens": STEPS * BATCH,
             "flops": 6e6 * STEPS * BATCH,
@@ -116,6 +117,23 @@ def test_predicted_points_match_the_laws_own_loss_at_those_fractions(tmp_path):
     with pytest.raises(FitError, match="cosine schedule"):
         for run_id in cosine:
             predicted_points(law, runs, [0.5], run_ids=[run_id])
+
+
+def test_predicted_points_are_put_on_their_runs_eval_scale(tmp_path):
+    """Measured points are eval losses, the law predicts train losses: each predicted point is
+    scaled by its run's measured eval / predicted train ratio, unless asked not to."""
+    runs = write_runs(tmp_path / "RUNS", eval_factor=1.08)
+    law = fit_curve_law("lr-annealing", runs, bootstrap_samples=4).law
+    scaled = predicted_points(law, runs, [0.2, 0.5], measured=False)
+    plain = predicted_points(law, runs, [0.2, 0.5], measured=False, eval_scale=False)
+    truth = LRAnnealingLaw.from_params(TRUTH)
+    pairs = zip(scaled.to_dict(orient="records"), plain.to_dict(orient="records"), strict=True)
+    for row, own in pairs:
+        expected = truth.curve(by_hand(row["fraction"]))[-1]
+        assert row["eval_ratio"] == pytest.approx(1.08, rel=1e-3)
+        assert row["loss"] == pytest.approx(1.08 * expected, rel=1e-3)
+        assert row["loss_low"] == pytest.approx(1.08 * own["loss_low"], rel=1e-3)
+        assert own["loss"] == pytest.approx(expected, rel=1e-3) and own["eval_ratio"] is None
 
 
 def test_predicted_points_are_refused_unless_included_and_then_counted():
