@@ -21,11 +21,14 @@ class _Record(BaseModel):
 
 
 class Branch(_Record):
-    """A WSD cooldown branch's point, in result.json's ``branches``."""
+    """A WSD cooldown branch's point, in result.json's ``branches``: ``tokens`` and ``flops``
+    those of a run that ended there (the point's), ``cooldown_flops`` what the branch itself
+    cost, its cooldown's steps (absent in results written before it was recorded)."""
 
     step: int | None = Field(None, ge=1)
     tokens: Finite = Field(gt=0)
     flops: Finite = Field(gt=0)
+    cooldown_flops: Finite | None = Field(None, ge=0)
     eval_loss: Finite = Field(gt=0)
     eval_bpb: Finite | None = None
 

@@ -69,6 +69,12 @@ def branch_points(cfg: TrainConfig, total_steps: int) -> list[tuple[int, int]]:
     return points
 
 
+def branch_cooldown_steps(cfg: TrainConfig, total_steps: int) -> int:
+    """The optimizer steps a run's WSD branches add to its own: each branch trains its
+    cooldown from a checkpoint of the stable phase, and nothing else."""
+    return sum(end - start for start, end in branch_points(cfg, total_steps))
+
+
 def lr_schedule(cfg: TrainConfig, total_steps: int) -> list[float]:
     """The lr of every optimizer step 0 … ``total_steps`` − 1 of a main run."""
     return [lr_at(cfg, step, total_steps) for step in range(total_steps)]

@@ -180,7 +180,13 @@ def plan_table(frame, report, changes, out) -> None:
     console.print(table)
     largest = report["largest_run"]
     console.print(
-        f"{report['runs']} runs, {report['total_flops']:.3g} FLOPs in all; largest "
+        f"{report['runs']} runs, {report['total_flops']:.3g} FLOPs in all"
+        + (
+            f" ({report['branch_flops']:.3g} of them WSD branches' cooldowns)"
+            if report.get("branch_flops")
+            else ""
+        )
+        + "; largest "
         f"{largest['run_id']} ({largest['params']:,} parameters, {largest['tokens']:,} tokens). "
         f"Corpus: {report['corpus_tokens']:.3g} training tokens ({report['corpus_tokens_are']}); "
         f"the longest run takes {report['max_epochs']:.2f} epochs"

@@ -5,9 +5,11 @@ A branch is built as the trainer builds one (``scaling.schedules``, ``training.t
 run_branch``): at a fraction p of a run's S steps it ends at E = round(p·S); its cooldown takes
 the last ``cooldown_fraction`` of the branch, round(f·E) steps, from E − round(f·E) to E (the
 stable phase until T = E·(1 − f), cooldown to T/(1 − f)), with the run's warm-up and cooldown
-shape. p = 1 is the run's own end (its main WSD cooldown). The law's loss at the branch's last
-step (0-based E − 1; the metrics line of step E) is the point's loss; ``loss_low`` and
-``loss_high`` are its bootstrap interval at the law's ``level`` where the law was bootstrapped.
+shape. p = 1 is the run's own end (its main WSD cooldown); p > 1 (up to MAX_FRACTION) the run
+continued in its stable phase and cooled down at p·S, an extrapolation of the law. The law's
+loss at the branch's last step (0-based E − 1; the metrics line of step E) is the point's
+loss; ``loss_low`` and ``loss_high`` are its bootstrap interval at the law's ``level`` where
+the law was bootstrapped.
 
 A predicted row has the columns of a measured branch point (``results.load``): the run's own
 columns, ``kind`` "branch", ``branch`` "predicted cooldown@<tokens>", the branch's tokens and
@@ -41,6 +43,7 @@ from scaling.rundir import RunsDir
 from scaling.schedules import lr_at, lr_schedule
 
 BRANCHING = ("wsd", "constant")  # the schedules with a stable phase to branch from
+MAX_FRACTION = 10.0  # a continuation to 10x the run's steps: further is not a prediction
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -54,9 +57,12 @@ def branch_schedule(
     """The lr of every step 0 … E − 1 of a WSD branch ending at fraction ``fraction`` of a run
     of ``total_steps`` (``train``: the run's TrainConfig), as the trainer runs it;
     ``cooldown`` and ``shape`` replace the run's ``cooldown_fraction`` and ``cooldown_shape``."""
-    if not 0 < fraction <= 1:
+    if not 0 < fraction <= MAX_FRACTION:
         raise FitError(
-            "a branch ends at a fraction of the run in (0, 1]", param="fractions", value=fraction
+            f"a branch ends at a fraction of the run in (0, {MAX_FRACTION:g}] (above 1: the run "
+            "continued in its stable phase, then cooled down)",
+            param="fractions",
+            value=fraction,
         )
     changes: dict[str, Any] = {"schedule": "wsd", "branches": ()}
     if cooldown is not None:

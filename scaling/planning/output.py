@@ -12,6 +12,7 @@ from scaling.devices import sustained_flops
 from scaling.planning.plan import Plan
 from scaling.planning.spec import SweepSpec
 from scaling.rundir import RunsDir
+from scaling.schedules import branch_cooldown_steps
 
 TOKENS_PER_BYTE_GUESS = 0.3  # BPE on text or code, when the corpus is not prepared yet
 
@@ -36,6 +37,15 @@ def corpus_tokens(data: DataConfig) -> tuple[float, str]:
     return stats.bytes * (1 - data.val_fraction) * per_byte, "estimated"
 
 
+def branch_cooldown_flops(run: dict[str, Any]) -> float:
+    """The FLOPs a planned run's WSD branches add: their cooldowns' steps at the run's FLOPs
+    per token."""
+    train = run["config"].train
+    steps = train.tokens // train.batch_tokens
+    extra = branch_cooldown_steps(train, steps)
+    return float(run["flops"]) * extra / steps if extra else 0.0
+
+
 def estimated_seconds(frame: pd.DataFrame, device: str, mfu: float | None) -> pd.Series:
     """Each run's wall time on ``device`` (a key of ``scaling.devices.PLANNING_DEVICES``):
     its FLOPs over the rate a run of its size sustains there."""
@@ -45,13 +55,18 @@ def estimated_seconds(frame: pd.DataFrame, device: str, mfu: float | None) -> pd
 
 def summary(plan: Plan, spec: SweepSpec, device: str, mfu: float | None) -> dict[str, Any]:
     frame = plan_frame(plan)
-    wall_s = float(estimated_seconds(frame, device, mfu).sum())
+    branch_flops = [branch_cooldown_flops(run) for run in plan.runs]
+    spent = frame.assign(flops=frame["flops"] + branch_flops)  # a run's own and its branches'
+    wall_s = float(estimated_seconds(spent, device, mfu).sum())
     largest = frame.loc[frame["params"].idxmax()]
     corpus, how = corpus_tokens(spec.data)
     return {
         "runs": len(frame),
         "budgets": sorted(frame.loc[frame["kind"] != "fixed", "budget"].unique().tolist()),
-        "total_flops": float(frame["flops"].sum()),
+        # every FLOP the plan will spend: its runs' (plan.csv's flops) and their WSD branches'
+        # cooldowns, which plan.csv's rows do not hold
+        "total_flops": float(spent["flops"].sum()),
+        "branch_flops": float(sum(branch_flops)),
         "largest_run": {
             "run_id": largest["run_id"],
             "params": int(largest["params"]),
@@ -63,7 +78,7 @@ def summary(plan: Plan, spec: SweepSpec, device: str, mfu: float | None) -> dict
         "max_epochs": float(frame["tokens"].max()) / corpus,
         "runs_repeating_data": int((frame["tokens"] > corpus).sum()),
         "device": device,
-        "assumed_flops_per_s": float(frame["flops"].sum()) / wall_s,  # on average over runs
+        "assumed_flops_per_s": float(spent["flops"].sum()) / wall_s,  # on average over runs
         "estimated_wall_s": wall_s,
         "warnings": plan.warnings,
         "duplicates": plan.duplicates,

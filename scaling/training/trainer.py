@@ -303,8 +303,15 @@ class Trainer:
             checkpoint.latest(self.rundir.checkpoint), self.model, self.optimizer
         )
         self.load_state_dict(stable)
+        spent = (end - start) * self.train_cfg.batch_tokens * self.flops_per_token
         self.state.branches.append(
-            {"step": end, "tokens": tokens, "flops": tokens * self.flops_per_token, **point}
+            {
+                "step": end,
+                "tokens": tokens,
+                "flops": tokens * self.flops_per_token,  # the point's: a run that ended there
+                "cooldown_flops": spent,  # what the branch cost: its cooldown's steps alone
+                **point,
+            }
         )
 
     # -- the loop -------------------------------------------------------------------------------

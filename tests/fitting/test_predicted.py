@@ -93,8 +93,10 @@ def test_a_branch_is_built_as_the_trainer_builds_one():
     # the whole run (fraction 1) is the run's own schedule; another cooldown length is asked
     assert np.allclose(branch_schedule(train, STEPS, 1.0), lr_schedule(train, STEPS))
     assert np.allclose(branch_schedule(train, STEPS, 0.4, cooldown=0.1), by_hand(0.4, 0.1))
-    with pytest.raises(FitError, match="fractions=1.5"):
-        branch_schedule(train, STEPS, 1.5)
+    # past the run's end: the run continued in its stable phase, then cooled down
+    assert np.allclose(branch_schedule(train, STEPS, 1.5), by_hand(1.5))
+    with pytest.raises(FitError, match="fractions=10.5"):
+        branch_schedule(train, STEPS, 10.5)
 
 
 def test_predicted_points_match_the_laws_own_loss_at_those_fractions(tmp_path):

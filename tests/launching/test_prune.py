@@ -4,6 +4,7 @@ by the next launch, and trained on only when asked."""
 
 import json
 import os
+import time
 
 import pytest
 from typer.testing import CliRunner
@@ -125,3 +126,59 @@ def test_a_relaunch_reads_the_rungs_already_decided_and_skips_a_cut_line(lr_swee
     )
     pruner = Pruner(runs, LaunchOptions(progress=False), PruneOptions(rungs=(0.5,)))
     assert pruner.decided == {(0.5, run_id)}
+
+
+def test_ctrl_c_after_a_rung_then_relaunching_decides_nothing_twice(tmp_path, monkeypatch):
+    """Ctrl-C while the survivor of rung 1 trains on (1000 steps, the rung at 100: the signal
+    lands with ~900 steps to go however fast the machine), then `launch --prune` again: the
+    pruned run stays as it was, the rung is not decided again, the survivor resumes from its
+    checkpoint and finishes."""
+    import signal
+
+    from .test_launch import launcher
+
+    monkeypatch.setenv("SCALING_CACHE", str(tmp_path / "cache"))
+    spec = tmp_path / "spec.toml"
+    spec.write_text(
+        SWEEP.format(params="[3e4]", tokens=1000 * 1024, source="builtin:python-stdlib")
+    )
+    runs = tmp_path / "RUNS"
+    assert runner.invoke(app, ["plan", str(spec), "--out", str(runs)]).exit_code == 0
+    lrs = {
+        json.loads(config.read_text())["train"]["lr"]: config.parent
+        for config in (runs / "runs").glob("*/config.json")
+    }
+    survivor, hopeless = lrs[3e-3], lrs[1e-5]
+    first = launcher(runs, "--prune", "--rungs", "0.1", "--no-progress")
+    log = runs / "prune.jsonl"
+    deadline = time.monotonic() + 600
+    while not (
+        log.is_file()
+        and len(log.read_text().splitlines()) == 2
+        and any(s >= 110 for s in logged_steps(survivor))
+    ):
+        assert first.poll() is None and time.monotonic() < deadline, first.stdout.read()
+        time.sleep(0.1)
+    first.send_signal(signal.SIGINT)
+    output, _ = first.communicate(timeout=300)
+    assert first.returncode == 130, output
+    pruned = result(hopeless)
+    assert pruned["status"] == "pruned" and pruned["steps"] == 100
+    assert not (survivor / "result.json").exists()
+    stopped_at = checkpoint_step(survivor)
+    assert stopped_at >= 100
+
+    env = dict(os.environ)
+    scaling("launch", runs, "--prune", "--rungs", "0.1", "--no-progress", env=env)
+    assert result(hopeless) == pruned
+    assert result(survivor)["status"] == "done"
+    assert result(survivor)["resumed_from_step"] == stopped_at
+    decisions = [json.loads(line) for line in log.read_text().splitlines()]
+    assert sorted(d["run"] for d in decisions) == sorted([survivor.name, hopeless.name])
+
+
+def logged_steps(run) -> list[int]:
+    metrics = run / "metrics.jsonl"
+    if not metrics.is_file():
+        return []
+    return [json.loads(line)["step"] for line in metrics.read_text().splitlines() if line]

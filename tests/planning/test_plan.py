@@ -413,3 +413,22 @@ def test_rules_that_give_no_usable_value_are_one_line(tmp_path, corpus, lr, batc
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and message in lines[0] and len(lines[0]) < 400, lines
     assert not out.exists()
+
+
+def test_the_plans_total_counts_its_wsd_branches_cooldowns(tmp_path):
+    """plan.csv's flops are each run's own; the summary's total adds what its branches'
+    cooldowns will spend (each trains its cooldown alone, from a checkpoint of the run)."""
+    spec = tmp_path / "spec.toml"
+    text = (SWEEPS / "demo.toml").read_text()
+    spec.write_text(text.replace('schedule = "wsd"', 'schedule = "wsd"\nbranches = [0.25, 0.5]'))
+    result = runner.invoke(app, ["plan", str(spec), "--dry-run", "--json", "--device", "cpu"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.output)
+    own = sum(row["flops"] for row in report["runs"])
+    # cooldown_fraction 0.2 of branches ending at 1/4 and 1/2 of a run: 15% more, to rounding
+    assert report["summary"]["branch_flops"] == pytest.approx(0.15 * own, rel=0.02)
+    assert report["summary"]["total_flops"] == pytest.approx(
+        own + report["summary"]["branch_flops"]
+    )
+    plain = runner.invoke(app, ["plan", str(SWEEPS / "demo.toml"), "--dry-run", "--json"])
+    assert json.loads(plain.output)["summary"]["branch_flops"] == 0

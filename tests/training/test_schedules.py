@@ -3,6 +3,7 @@ import math
 import pytest
 
 from scaling.config import TrainConfig
+from scaling.schedules import branch_cooldown_steps
 from scaling.training.schedules import branch_points, cooldown_factor, lr_at, warmup_steps
 
 BASE = dict(tokens=100 * 1024, batch_tokens=1024, seq_len=64, lr=1e-3, warmup_steps=10)
@@ -40,6 +41,7 @@ def test_warmup_fraction_and_branches():
     )
     assert warmup_steps(cfg, 100) == 5
     assert branch_points(cfg, 100) == [(20, 25), (40, 50)]
+    assert branch_cooldown_steps(cfg, 100) == 5 + 10  # what the branches add to the run
     # a branch ends at its own end step: its cooldown is its last 20%
     assert lr_at(cfg, 24, 100, end_step=25) < lr_at(cfg, 20, 100, end_step=25) == 1e-3
     assert lr_at(cfg, 24, 100) == 1e-3  # the main run stays on its stable phase

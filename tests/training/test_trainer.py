@@ -76,6 +76,12 @@ def test_wsd_branches_add_points(tmp_path):
     assert result["status"] == "done"
     assert [b["step"] for b in result["branches"]] == [10, 20]
     assert [b["tokens"] for b in result["branches"]] == [10 * 1024, 20 * 1024]
+    # a branch's point is a run that ended there; what it cost is its 2- and 4-step cooldowns
+    per_token = result["flops"] / result["tokens"]
+    assert [b["flops"] for b in result["branches"]] == [t * per_token for t in (10240, 20480)]
+    assert [b["cooldown_flops"] for b in result["branches"]] == [
+        s * 1024 * per_token for s in (2, 4)
+    ]
     assert (
         result["branches"][0]["eval_loss"]
         > result["branches"][1]["eval_loss"]
