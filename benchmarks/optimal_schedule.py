@@ -49,7 +49,7 @@ def main() -> None:
     setup = published["setup"]
     steps, warmup, peak = setup["steps"], setup["warmup"], setup["peak_lr"]
     print(
-        "| model | max |Δlr| / peak | mean |Δlr| / peak | below peak/2 from (ours, theirs) "
+        "| model | max |Δlr| / peak | mean |Δlr| / peak | below peak/2 from step (ours, theirs) "
         "| their objective, ours | their objective, theirs (logged) | law: optimal | cosine "
         "| WSD 20000-24000 | constant | wall |"
     )
@@ -74,19 +74,27 @@ def main() -> None:
         at = list(range(0, len(ours), 100)) + [len(ours) - 1]
         gap = np.abs(ours[at] - theirs) / peak
         half_ours = warmup + int(np.argmax(ours < peak / 2))
-        half_theirs = warmup + 100 * int(np.argmax(theirs[:-1] < peak / 2))
+        half_theirs = warmup + crossing(np.array(at), theirs, peak / 2)
         law_at = {
             name: final_loss(params, multipower.schedule(name))[0]
             for name in ("cosine_24000", "wsd_20000_24000", "constant_24000")
         }
         print(
-            f"| {size} | {gap.max():.2%} | {gap.mean():.3%} | {half_ours}, ~{half_theirs} | "
+            f"| {size} | {gap.max():.2%} | {gap.mean():.3%} | {half_ours}, {half_theirs:.0f} | "
             f"{their_objective(params, ours, peak, warmup):.5f} | "
             f"{published['final_loss_their_objective'][size]:.5f} | {found.loss:.5f} | "
             f"{law_at['cosine_24000']:.5f} | {law_at['wsd_20000_24000']:.5f} | "
             f"{law_at['constant_24000']:.5f} | {wall:.0f} s |",
             flush=True,
         )
+
+
+def crossing(steps: np.ndarray, lr: np.ndarray, level: float) -> float:
+    """The step where the sampled, non-increasing ``lr`` first falls below ``level``, joined
+    linearly between the samples either side."""
+    i = int(np.argmax(lr < level))
+    (s0, s1), (a, b) = steps[i - 1 : i + 1], lr[i - 1 : i + 1]
+    return float(s0 + (s1 - s0) * (a - level) / (a - b))
 
 
 def published_params(size: str) -> dict[str, float]:

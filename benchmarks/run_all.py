@@ -70,7 +70,24 @@ BENCHMARKS = {
     # an hour on 2 cores: run it with --only demo_calibration
     "demo_calibration": (
         "The demo's holdout over seeds",
-        [sys.executable, "benchmarks/demo_calibration.py", "--seeds", *"01234567"],
+        [
+            sys.executable,
+            "benchmarks/demo_calibration.py",
+            "--designs",
+            "isoflop",
+            "--seeds",
+            *"01234567",
+        ],
+    ),
+    # about an hour on 2 cores (five demos, then the WSD design of each): --only demo_designs
+    "demo_designs": (
+        "The demo's study at a third of the compute",
+        [sys.executable, "benchmarks/demo_calibration.py", "--seeds", *"01234"],
+    ),
+    # about 5 minutes on 2 cores (three 24,000-step schedules, 10,000 Adam steps each)
+    "optimal_schedule": (
+        "The schedule that ends lowest, against Luo et al.'s",
+        [sys.executable, "benchmarks/optimal_schedule.py"],
     ),
     # a quarter of an hour on 2 cores (a demo, then 18 runs): run it with --only demo_lr_probe
     "demo_lr_probe": (

@@ -6,13 +6,14 @@ laws fitted on those points predict the IsoFLOP study's 4x holdout.
 
 DIR: a finished `scaling demo --seed K --out DIR` (benchmarks/demo_calibration.py runs both).
 The design (Hägele et al. 2024, "Scaling Laws and Compute-Optimal Training Beyond Fixed
-Training Durations", Section 4: one WSD run per size, its cooldowns as points):
+Training Durations", Section 4: one WSD run per size, its cooldowns as points) is
+sweeps/demo_wsd.toml, the demo's model, data and training with:
 
-- sizes: the IsoFLOP study's own shapes at the four targets SIZES (its smallest, largest and
-  two between), so both designs fit the same models;
-- tokens: one count for every size, the most that keeps the whole design (runs and branches)
-  within BUDGET_SHARE of the IsoFLOP study's measured training FLOPs;
-- measured points: each run's end and its cooldown branches at BRANCHES of its steps (eval
+- sizes: the IsoFLOP study's own shapes at four targets (its smallest, its largest and two
+  between), so both designs fit the same models;
+- tokens ∝ N^-1/2, scaled so that runs and branches spend a third of the IsoFLOP study's
+  planned FLOPs (tests/planning/test_plan.py checks the share);
+- measured points: each run's end and its cooldown branches at 1/4 and 1/2 of its steps (eval
   loss, as every point of the IsoFLOP study);
 - predicted points: the lr-annealing law (Tissue et al. 2024) fitted on each run's train-loss
   curve predicts the end of a cooldown at PREDICTED fractions, put on the run's eval scale
@@ -35,49 +36,20 @@ import time
 from pathlib import Path
 from typing import Any
 
-SIZES = (7_000, 20_000, 45_000, 123_000)  # targets; the planner picks the IsoFLOP grid's shapes
-# Tokens per size ∝ N^-1/2: the small sizes far past their optimum, as the IsoFLOP grid's small
-# sizes are (they pin the loss's fall with data), the largest near the grid's own 1e12 point.
-# One count for every size (exponent 0) left the data term unseen beyond 1.7M tokens and
-# predicted the holdout 4.7% low on seed 0 (BENCHMARKS.md).
-TOKENS_EXPONENT = -0.5
-BRANCHES = (0.25, 0.5)  # measured cooldown branches, fractions of each run's steps
+SPEC = Path(__file__).parents[1] / "sweeps" / "demo_wsd.toml"
 # Predicted cooldown ends, between the measured ones: a curve law fitted on one run's curve
 # predicted other runs of the same size within 0.2-0.7% at 0.5-0.8 of its steps, but 4-6%
 # at 0.22 and 4-24% beyond its end (seed 0), so none is asked below 1/4 or past the end.
 PREDICTED = (0.375, 0.75)
-BUDGET_SHARE = 1 / 3
 BOOTSTRAP = 200
 
 
-def design_spec(seed: int, isoflop_flops: float):
-    """The demo's spec (model, data, train sections; the seed) with the IsoFLOP grid replaced
-    by one fixed grid per size: size N trained on tokens ∝ N^TOKENS_EXPONENT, scaled so that
-    the runs and their branches spend BUDGET_SHARE of ``isoflop_flops`` (6N per token, the
-    demo's formula, with N the planned shapes' own counts)."""
+def design_spec(seed: int):
+    """sweeps/demo_wsd.toml with the sweep's seed replaced (every run's initialisation and
+    data order), as `scaling demo --seed` does for the IsoFLOP study."""
     from scaling.demo import demo_spec
-    from scaling.planning.plan import plan_sweep
-    from scaling.planning.spec import FixedGrid
 
-    spec = demo_spec(False, seed=seed)
-    train = spec.train.model_copy(update={"branches": BRANCHES})
-    batch = spec.train.batch_tokens
-
-    def with_tokens(tokens: list[int]):
-        grids = [
-            FixedGrid(kind="fixed", name=f"wsd-{i}", params=[n], tokens=[t])
-            for i, (n, t) in enumerate(zip(SIZES, tokens, strict=True))
-        ]
-        return spec.model_copy(update={"grid": grids, "train": train})
-
-    planned = plan_sweep(with_tokens([1000 * batch] * len(SIZES)), Path("."))
-    params = [run["params"] for run in planned.runs]
-    # a branch at fraction p adds its cooldown, cooldown_fraction * p of the run's steps
-    overhead = 1 + spec.train.cooldown_fraction * sum(BRANCHES)
-    shape = [n**TOKENS_EXPONENT for n in params]
-    flops_per_unit = 6 * overhead * sum(n * w for n, w in zip(params, shape, strict=True))
-    scale = BUDGET_SHARE * isoflop_flops / flops_per_unit
-    return with_tokens([int(scale * w // batch * batch) for w in shape])  # whole batches
+    return demo_spec(False, SPEC, seed)
 
 
 def train_design(spec, out: Path) -> None:
@@ -196,12 +168,8 @@ def run_design(seed: int, isoflop: Path, out: Path | None = None) -> dict[str, A
     report_path = out / "report.json"
     if report_path.is_file():
         return json.loads(report_path.read_text())
-    from scaling.rundir import RunsDir
-
-    # the IsoFLOP study's planned FLOPs size the design: it may train before that study ends
-    spec = design_spec(seed, float(RunsDir(isoflop).read_plan()["flops"].sum()))
     started = time.perf_counter()
-    train_design(spec, out)
+    train_design(design_spec(seed), out)
     trained = time.perf_counter() - started
     holdout = isoflop_holdout(isoflop)
     measured, table = points_with_predictions(out)
@@ -231,11 +199,8 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=None, help="default: ISOFLOP/wsd")
     parser.add_argument("--train-only", action="store_true", help="train the design, no more")
     args = parser.parse_args()
-    if args.train_only:
-        from scaling.rundir import RunsDir
-
-        planned = float(RunsDir(args.isoflop).read_plan()["flops"].sum())
-        train_design(design_spec(args.seed, planned), args.out or args.isoflop / "wsd")
+    if args.train_only:  # the design does not need the IsoFLOP study to train
+        train_design(design_spec(args.seed), args.out or args.isoflop / "wsd")
         return
     print(json.dumps(run_design(args.seed, args.isoflop, args.out), indent=1))
 

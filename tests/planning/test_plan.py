@@ -170,7 +170,9 @@ def test_every_example_spec_plans():
     for path in sorted(SWEEPS.glob("*.toml")):
         result = runner.invoke(app, ["plan", str(path), "--dry-run", "--json"])
         assert result.exit_code == 0, (path, result.output)
-        assert json.loads(result.output)["summary"]["runs"] >= 10
+        # enough points for a law: a run, and each of its WSD branches, is one
+        points = 1 + len(load_spec(path).train.branches)
+        assert json.loads(result.output)["summary"]["runs"] * points >= 10
 
 
 def test_moe_grid_holds_active_parameters_equal():
@@ -432,3 +434,22 @@ def test_the_plans_total_counts_its_wsd_branches_cooldowns(tmp_path):
     )
     plain = runner.invoke(app, ["plan", str(SWEEPS / "demo.toml"), "--dry-run", "--json"])
     assert json.loads(plain.output)["summary"]["branch_flops"] == 0
+
+
+def test_the_wsd_design_spends_a_third_of_the_demos_flops_on_its_shapes():
+    """sweeps/demo_wsd.toml (the demo's study at a third of the compute): its runs and their
+    branches' cooldowns plan at most a third of demo.toml's FLOPs (and within 1% of it), on
+    shapes of the demo's own IsoFLOP grid, tokens falling as N^-1/2."""
+
+    def planned(name):
+        result = runner.invoke(app, ["plan", str(SWEEPS / name), "--dry-run", "--json"])
+        assert result.exit_code == 0, result.output
+        return json.loads(result.output)
+
+    demo, wsd = planned("demo.toml"), planned("demo_wsd.toml")
+    share = wsd["summary"]["total_flops"] / demo["summary"]["total_flops"]
+    assert 0.33 < share <= 1 / 3
+    assert {row["params"] for row in wsd["runs"]} <= {row["params"] for row in demo["runs"]}
+    runs = sorted(wsd["runs"], key=lambda row: row["params"])
+    ratios = [row["tokens"] * row["params"] ** 0.5 for row in runs]
+    assert max(ratios) / min(ratios) < 1.01
