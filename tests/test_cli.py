@@ -1,4 +1,5 @@
 import json
+import os
 import subprocess
 import sys
 
@@ -23,6 +24,22 @@ def test_help_lists_commands_without_importing_torch():
     result = runner.invoke(app, ["--help"])
     assert result.exit_code == 0
     assert "count" in result.output
+
+
+@pytest.mark.parametrize("given, kept", [(None, "PASSIVE"), ("ACTIVE", "ACTIVE")])
+def test_the_command_makes_openmp_threads_sleep_unless_told(given, kept, monkeypatch):
+    """Spinning OpenMP threads slow a CPU run 10x beside another process
+    (benchmarks/cpu_threads.py): `scaling` sets PASSIVE before torch loads, for itself and the
+    runs it starts, and leaves a policy the environment gives alone."""
+    import scaling.__main__
+
+    monkeypatch.setenv("OMP_WAIT_POLICY", given or "")  # restored as it was after the test
+    if given is None:
+        monkeypatch.delenv("OMP_WAIT_POLICY")
+    monkeypatch.setattr(sys, "argv", ["scaling", "--version"])
+    with pytest.raises(SystemExit):
+        scaling.__main__.main()
+    assert os.environ["OMP_WAIT_POLICY"] == kept
 
 
 def test_version():
