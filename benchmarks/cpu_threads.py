@@ -4,11 +4,12 @@
 
 Trains one tiny run (30k parameters, 1024-token batches, a checkpoint every 10 steps: the
 launcher tests' runs) with `scaling train` in a fresh process, with the cores' threads
-(OMP_NUM_THREADS = cores) under each OpenMP wait policy: ACTIVE (libgomp's default: a thread
-that waits at the end of a parallel region spins) and PASSIVE (it sleeps; what `scaling` sets
-unless the environment says otherwise), on an idle machine and beside one competing process
-that keeps one core busy. Each time is the median of three runs; the ratios are against
-ACTIVE on the idle machine, measured in the same call. Not part of CI: about 5 minutes.
+(OMP_NUM_THREADS = cores) under each OpenMP wait policy (SETTINGS: libgomp's own, a thread
+waiting at the end of a parallel region spins a while then sleeps; ACTIVE, it spins; PASSIVE,
+it sleeps) and with one thread, on an idle machine and on one whose every core another
+process keeps busy (a shared machine). Each time is the median of three runs; the
+ratios are against the unset policy on the idle machine, measured in the same call. Not part
+of CI: about 5 minutes.
 """
 
 from __future__ import annotations
@@ -38,8 +39,17 @@ CONFIG = {
 }
 
 
-def timed_run(config: Path, out: Path, policy: str) -> float:
-    env = {**os.environ, "OMP_WAIT_POLICY": policy, "OMP_NUM_THREADS": str(os.cpu_count())}
+SETTINGS = {  # the environment each run gets beside OMP_NUM_THREADS = cores
+    "unset (libgomp: spin a while, then sleep)": {},
+    "OMP_WAIT_POLICY=ACTIVE (spin)": {"OMP_WAIT_POLICY": "ACTIVE"},
+    "OMP_WAIT_POLICY=PASSIVE (sleep)": {"OMP_WAIT_POLICY": "PASSIVE"},
+    "one thread (OMP_NUM_THREADS=1)": {"OMP_NUM_THREADS": "1"},
+}
+
+
+def timed_run(config: Path, out: Path, setting: str) -> float:
+    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+    env = {**env, "OMP_NUM_THREADS": str(os.cpu_count()), **SETTINGS[setting]}
     started = time.perf_counter()
     done = subprocess.run(
         [sys.executable, "-m", "scaling", "train", str(config), "--out", str(out)]
@@ -63,29 +73,34 @@ def main() -> None:
     config = root / "config.json"
     train = {**CONFIG["train"], "tokens": args.steps * 1024}
     config.write_text(json.dumps({**CONFIG, "train": train}))
-    timed_run(config, root / "warm", "PASSIVE")  # prepares the corpus once, outside the timing
+    first = next(iter(SETTINGS))
+    timed_run(config, root / "warm", first)  # prepares the corpus once, outside the timing
 
-    def median(policy: str, label: str) -> float:
+    def median(setting: str, label: str) -> float:
         return statistics.median(
-            timed_run(config, root / f"{label}-{policy}-{i}", policy) for i in range(args.repeats)
+            timed_run(config, root / f"{label}-{len(times)}-{i}", setting)
+            for i in range(args.repeats)
         )
 
     times = {}
     for label in ("idle", "busy"):
-        competitor = None
-        if label == "busy":  # one process that keeps one core busy, as another job would
-            competitor = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+        competitors: list[subprocess.Popen] = []
+        if label == "busy":  # every core busy with another job, as on a shared machine
+            competitors = [
+                subprocess.Popen([sys.executable, "-c", "while True: pass"])
+                for _ in range(os.cpu_count() or 1)
+            ]
         try:
-            for policy in ("ACTIVE", "PASSIVE"):
-                times[label, policy] = median(policy, label)
+            for setting in SETTINGS:
+                times[label, setting] = median(setting, label)
         finally:
-            if competitor is not None:
+            for competitor in competitors:
                 competitor.kill()
-    reference = times["idle", "ACTIVE"]
-    print(f"| machine | OMP_WAIT_POLICY | {args.steps} steps, wall (process included) | ratio |")
+    reference = times["idle", first]
+    print(f"| machine | threads | {args.steps} steps, wall (process included) | ratio |")
     print("|---|---|---:|---:|")
-    for (label, policy), seconds in times.items():
-        print(f"| {label} | {policy} | {seconds:.1f} s | {seconds / reference:.2f} |")
+    for (label, setting), seconds in times.items():
+        print(f"| {label} | {setting} | {seconds:.1f} s | {seconds / reference:.2f} |")
 
 
 if __name__ == "__main__":

@@ -84,7 +84,12 @@ BENCHMARKS = {
         "The demo's study at a third of the compute",
         [sys.executable, "benchmarks/demo_calibration.py", "--seeds", *"01234"],
     ),
-    # about 5 minutes on 2 cores (three 24,000-step schedules, 10,000 Adam steps each)
+    # about 5 minutes on 2 cores (24 short runs, half of them on a machine kept busy)
+    "cpu_threads": (
+        "A CPU run on a busy machine: OpenMP's wait policy",
+        [sys.executable, "benchmarks/cpu_threads.py"],
+    ),
+    # about a minute on 2 cores (three 24,000-step schedules, 10,000 Adam steps each)
     "optimal_schedule": (
         "The schedule that ends lowest, against Luo et al.'s",
         [sys.executable, "benchmarks/optimal_schedule.py"],

@@ -5,11 +5,12 @@ import sys
 
 
 def main() -> None:
-    # OpenMP threads that wait by spinning (libgomp's default) turn a busy CPU into a 10x
-    # slowdown: a tiny model's step is many short parallel regions, and each waits for a
-    # thread the other process holds (57 s against 7 s for 200 steps beside one competing
-    # process, benchmarks/cpu_threads.py). Waiting threads that sleep cost nothing measurable
-    # on an idle machine. Set before torch loads libgomp; the launcher's children inherit it.
+    # OpenMP threads that wait by spinning turn a busy CPU into a crawl: a tiny model's step is
+    # many short parallel regions, each waiting for a thread another process holds. With every
+    # core busy a 200-step run took 17x as long spinning, 1.6x sleeping (benchmarks/
+    # cpu_threads.py); beside the demo's process it took 57 s with libgomp's own policy (spin a
+    # while, then sleep) and 7 s sleeping. Idle, the policies are within 2%. Set before torch
+    # loads libgomp; the launcher's children inherit it.
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     # A Ctrl-C while the command line is still importing (numpy and the laws: a second or
     # more on a busy machine) interrupts nothing that started: one line and exit 130, not a

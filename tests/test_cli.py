@@ -28,7 +28,7 @@ def test_help_lists_commands_without_importing_torch():
 
 @pytest.mark.parametrize("given, kept", [(None, "PASSIVE"), ("ACTIVE", "ACTIVE")])
 def test_the_command_makes_openmp_threads_sleep_unless_told(given, kept, monkeypatch):
-    """Spinning OpenMP threads slow a CPU run 10x beside another process
+    """Spinning OpenMP threads slow a CPU run up to 17x on a busy machine
     (benchmarks/cpu_threads.py): `scaling` sets PASSIVE before torch loads, for itself and the
     runs it starts, and leaves a policy the environment gives alone."""
     import scaling.__main__
