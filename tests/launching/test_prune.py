@@ -129,8 +129,8 @@ def test_a_relaunch_reads_the_rungs_already_decided_and_skips_a_cut_line(lr_swee
 
 
 def test_ctrl_c_after_a_rung_then_relaunching_decides_nothing_twice(tmp_path, monkeypatch):
-    """Ctrl-C while the survivor of rung 1 trains on (1000 steps, the rung at 100: the signal
-    lands with ~900 steps to go however fast the machine), then `launch --prune` again: the
+    """Ctrl-C while the survivor of rung 1 trains on (500 steps, the rung at 100: the signal
+    lands with ~390 steps to go however fast the machine), then `launch --prune` again: the
     pruned run stays as it was, the rung is not decided again, the survivor resumes from its
     checkpoint and finishes."""
     import signal
@@ -140,7 +140,7 @@ def test_ctrl_c_after_a_rung_then_relaunching_decides_nothing_twice(tmp_path, mo
     monkeypatch.setenv("SCALING_CACHE", str(tmp_path / "cache"))
     spec = tmp_path / "spec.toml"
     spec.write_text(
-        SWEEP.format(params="[3e4]", tokens=1000 * 1024, source="builtin:python-stdlib")
+        SWEEP.format(params="[3e4]", tokens=500 * 1024, source="builtin:python-stdlib")
     )
     runs = tmp_path / "RUNS"
     assert runner.invoke(app, ["plan", str(spec), "--out", str(runs)]).exit_code == 0
@@ -149,7 +149,7 @@ def test_ctrl_c_after_a_rung_then_relaunching_decides_nothing_twice(tmp_path, mo
         for config in (runs / "runs").glob("*/config.json")
     }
     survivor, hopeless = lrs[3e-3], lrs[1e-5]
-    first = launcher(runs, "--prune", "--rungs", "0.1", "--no-progress")
+    first = launcher(runs, "--prune", "--rungs", "0.2", "--no-progress")
     log = runs / "prune.jsonl"
     deadline = time.monotonic() + 600
     while not (
@@ -169,7 +169,7 @@ def test_ctrl_c_after_a_rung_then_relaunching_decides_nothing_twice(tmp_path, mo
     assert stopped_at >= 100
 
     env = dict(os.environ)
-    scaling("launch", runs, "--prune", "--rungs", "0.1", "--no-progress", env=env)
+    scaling("launch", runs, "--prune", "--rungs", "0.2", "--no-progress", env=env)
     assert result(hopeless) == pruned
     assert result(survivor)["status"] == "done"
     assert result(survivor)["resumed_from_step"] == stopped_at
