@@ -139,9 +139,7 @@ def test_ctrl_c_after_a_rung_then_relaunching_decides_nothing_twice(tmp_path, mo
 
     monkeypatch.setenv("SCALING_CACHE", str(tmp_path / "cache"))
     spec = tmp_path / "spec.toml"
-    spec.write_text(
-        SWEEP.format(params="[3e4]", tokens=500 * 1024, source="builtin:python-stdlib")
-    )
+    spec.write_text(SWEEP.format(params="[3e4]", tokens=500 * 1024, source="builtin:python-stdlib"))
     runs = tmp_path / "RUNS"
     assert runner.invoke(app, ["plan", str(spec), "--out", str(runs)]).exit_code == 0
     lrs = {
