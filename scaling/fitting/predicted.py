@@ -19,7 +19,7 @@ measured branches (``results.branch_budget``), and ``predicted`` True. Measured 
 to include them, and a law fitted on them says how many in ``details_["predicted_points"]``.
 
 The law predicts the loss it was fitted on (a runs directory's ``train_loss``); a measured
-point's loss is its eval loss, on another text: on the demo's runs eval sits 1-10% above the
+point's loss is its eval loss, on another text: on the demo's runs eval sits 4-15% above the
 train loss at the same step, by run. So a predicted point is put on its run's eval scale
 (``eval_scale``, the default): its loss, low and high are multiplied by the run's ratio of
 measured eval loss to the law's loss at the same step, the mean over the run's measured points
